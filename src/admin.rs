@@ -1,0 +1,265 @@
+//! The admin API (separate listener): bearer-token auth, JSON in and out, strict input
+//! (unknown fields and wrong types are errors naming the field), identity cache
+//! invalidated before any write is acknowledged.
+
+pub mod requests;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::identity::{generate_key, Identities};
+use crate::proxy::body::{full, ProxyBody};
+use crate::store::{NewKey, NewUser, Patch, Store, StoreError};
+use requests::{parse_json, parse_query, CreateKey, CreateOrganization, CreateProject, CreateUser, PatchEntity};
+
+/// Largest admin request body accepted.
+const MAX_ADMIN_BODY: usize = 1024 * 1024;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    pub store: Store,
+    pub identities: Arc<Identities>,
+    pub token: Option<String>,
+}
+
+/// An admin request that cannot be served, with the status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{message}")]
+    BadRequest { field: Option<String>, message: String },
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AdminError {
+    fn status(&self) -> StatusCode {
+        match self {
+            AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::NoRoute => StatusCode::NOT_FOUND,
+            AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AdminError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
+            AdminError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+            AdminError::Store(StoreError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let field = match &self {
+            AdminError::BadRequest { field, .. } => field.clone(),
+            _ => None,
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "admin request failed");
+            "internal error (see the server log)".to_owned()
+        } else {
+            self.to_string()
+        };
+        json_response(status, &serde_json::json!({"error": {"message": message, "field": field}}))
+    }
+
+    /// A bad field in the request.
+    pub fn field(field: &str, message: impl Into<String>) -> AdminError {
+        AdminError::BadRequest { field: Some(field.to_owned()), message: message.into() }
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBody> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Serves one admin request.
+pub async fn handle(state: Arc<AdminState>, request: Request<Incoming>) -> Response<ProxyBody> {
+    match route(&state, request).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
+    let Some(expected) = &state.token else { return true };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, AdminError> {
+    Limited::new(body, MAX_ADMIN_BODY).collect().await.map(|c| c.to_bytes()).map_err(|_| {
+        AdminError::BadRequest { field: None, message: format!("body unreadable or over {MAX_ADMIN_BODY} bytes") }
+    })
+}
+
+fn parse_id(segment: &str) -> Result<Uuid, AdminError> {
+    Uuid::parse_str(segment).map_err(|_| AdminError::field("id", "not a UUID"))
+}
+
+async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Response<ProxyBody>, AdminError> {
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    match path.as_str() {
+        "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        "/readyz" => {
+            return Ok(match state.store.ping().await {
+                Ok(()) => json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness check failed");
+                    json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "store unavailable"}))
+                }
+            })
+        }
+        _ => {}
+    }
+    if !authorized(state, &request) {
+        return Err(AdminError::Unauthorized);
+    }
+    let query = parse_query(request.uri().query())?;
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let (collection, id) = match segments.as_slice() {
+        ["v1", collection] => (*collection, None),
+        ["v1", collection, id] => (*collection, Some(parse_id(id)?)),
+        _ => return Err(AdminError::NoRoute),
+    };
+    let body = read_body(request.into_body()).await?;
+    let s = &state.store;
+    let ok = |v: &dyn erased::Json| Ok(json_response(StatusCode::OK, &v.value()));
+    let created = |v: &dyn erased::Json| Ok(json_response(StatusCode::CREATED, &v.value()));
+    let page = query.page()?;
+    let response = match (collection, id, &method) {
+        ("organizations", None, &Method::POST) => {
+            let req: CreateOrganization = parse_json(&body)?;
+            created(&s.create_organization(&req.validated()?).await?)
+        }
+        ("organizations", None, &Method::GET) => ok(&s.list_organizations(&page).await?),
+        ("organizations", Some(id), &Method::GET) => ok(&s.get_organization(id).await?),
+        ("organizations", Some(id), &Method::PATCH) => {
+            let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
+            let org = s.update_organization(id, &patch).await?;
+            state.identities.invalidate_all();
+            ok(&org)
+        }
+        ("organizations", Some(id), &Method::DELETE) => {
+            s.delete_organization(id).await?;
+            state.identities.invalidate_all();
+            ok(&deleted(id))
+        }
+        ("projects", None, &Method::POST) => {
+            let req: CreateProject = parse_json(&body)?;
+            let name = req.validated_name()?;
+            created(&s.create_project(req.organization_id, &name).await?)
+        }
+        ("projects", None, &Method::GET) => {
+            ok(&s.list_projects(query.uuid("organization_id")?, &page).await?)
+        }
+        ("projects", Some(id), &Method::GET) => ok(&s.get_project(id).await?),
+        ("projects", Some(id), &Method::PATCH) => {
+            let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
+            let project = s.update_project(id, &patch).await?;
+            state.identities.invalidate_all();
+            ok(&project)
+        }
+        ("projects", Some(id), &Method::DELETE) => {
+            s.delete_project(id).await?;
+            state.identities.invalidate_all();
+            ok(&deleted(id))
+        }
+        ("users", None, &Method::POST) => {
+            let req: CreateUser = parse_json(&body)?;
+            let new: NewUser = req.validated()?;
+            created(&s.create_user(&new).await?)
+        }
+        ("users", None, &Method::GET) => ok(&s.list_users(query.uuid("organization_id")?, &page).await?),
+        ("users", Some(id), &Method::GET) => ok(&s.get_user(id).await?),
+        ("users", Some(id), &Method::PATCH) => {
+            let patch: Patch = parse_json::<PatchEntity>(&body)?.validated(true)?;
+            let user = s.update_user(id, &patch).await?;
+            state.identities.invalidate_all();
+            ok(&user)
+        }
+        ("users", Some(id), &Method::DELETE) => {
+            s.delete_user(id).await?;
+            state.identities.invalidate_all();
+            ok(&deleted(id))
+        }
+        ("keys", None, &Method::POST) => {
+            let req: CreateKey = parse_json(&body)?;
+            let created_key = create_key(s, req).await?;
+            created(&created_key)
+        }
+        ("keys", None, &Method::GET) => ok(&s.list_keys(query.uuid("user_id")?, &page).await?),
+        ("keys", Some(id), &Method::GET) => ok(&s.get_key(id).await?),
+        ("keys", Some(id), &Method::DELETE) => {
+            let key = s.revoke_key(id).await?;
+            state.identities.invalidate_all();
+            ok(&key)
+        }
+        ("organizations" | "projects" | "users" | "keys", _, _) => Err(AdminError::MethodNotAllowed),
+        _ => Err(AdminError::NoRoute),
+    };
+    response
+}
+
+fn deleted(id: Uuid) -> serde_json::Value {
+    serde_json::json!({"id": id, "deleted": true})
+}
+
+/// A created key: the stored fields plus the plaintext, shown this once.
+#[derive(Debug, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: crate::store::ApiKey,
+    /// The plaintext `tg_...` key; never stored, never shown again.
+    #[serde(rename = "key")]
+    pub plaintext: String,
+}
+
+/// Generates and stores a key for the request.
+pub async fn create_key(store: &Store, req: CreateKey) -> Result<CreatedKey, AdminError> {
+    let name = req.validated_name()?;
+    let generated = generate_key();
+    let key = store
+        .create_key(&NewKey {
+            user_id: req.user_id,
+            project_id: req.project_id,
+            name,
+            expires_at: req.expires_at,
+            key_hash: generated.hash,
+            prefix: generated.prefix,
+        })
+        .await?;
+    Ok(CreatedKey { key, plaintext: generated.plaintext })
+}
+
+/// Lets the route table pass differently typed values to one response helper.
+mod erased {
+    pub trait Json {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}

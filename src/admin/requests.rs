@@ -1,0 +1,191 @@
+//! Admin request bodies and query strings: strict parsing (unknown fields and wrong types
+//! are errors naming the field) and validation into store inputs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
+
+use super::AdminError;
+use crate::store::{NewUser, PageRequest, Patch};
+
+/// Longest name or external id accepted.
+const MAX_NAME: usize = 200;
+
+/// Parses a JSON body, naming the offending field on error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    if body.is_empty() {
+        return Err(AdminError::BadRequest { field: None, message: "a JSON body is required".into() });
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { None } else { Some(path) };
+        AdminError::BadRequest { field, message: e.into_inner().to_string() }
+    })
+}
+
+fn check_name(field: &str, value: &str) -> Result<String, AdminError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(AdminError::field(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > MAX_NAME || trimmed.chars().any(char::is_control) {
+        return Err(AdminError::field(field, format!("must be at most {MAX_NAME} printable characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// `POST /v1/organizations`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrganization {
+    pub name: String,
+}
+
+impl CreateOrganization {
+    pub fn validated(&self) -> Result<String, AdminError> {
+        check_name("name", &self.name)
+    }
+}
+
+/// `POST /v1/projects`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub organization_id: Uuid,
+    pub name: String,
+}
+
+impl CreateProject {
+    pub fn validated_name(&self) -> Result<String, AdminError> {
+        check_name("name", &self.name)
+    }
+}
+
+/// `POST /v1/users`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub organization_id: Uuid,
+    pub external_id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl CreateUser {
+    pub fn validated(self) -> Result<NewUser, AdminError> {
+        Ok(NewUser {
+            organization_id: self.organization_id,
+            external_id: check_name("external_id", &self.external_id)?,
+            email: self.email.map(|e| check_email(&e)).transpose()?,
+        })
+    }
+}
+
+fn check_email(value: &str) -> Result<String, AdminError> {
+    let v = check_name("email", value)?;
+    match v.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !v.contains(' ') => Ok(v),
+        _ => Err(AdminError::field("email", "is not an email address")),
+    }
+}
+
+/// `POST /v1/keys`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub user_id: Uuid,
+    pub project_id: Uuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl CreateKey {
+    pub fn validated_name(&self) -> Result<Option<String>, AdminError> {
+        if self.expires_at.is_some_and(|t| t <= Utc::now()) {
+            return Err(AdminError::field("expires_at", "must be in the future"));
+        }
+        self.name.as_deref().map(|n| check_name("name", n)).transpose()
+    }
+}
+
+fn some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH` of an organization, project or user.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchEntity {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    pub email: Option<Option<String>>,
+    #[serde(default)]
+    pub archived: Option<bool>,
+}
+
+impl PatchEntity {
+    /// Users have an email and no name; organizations and projects the other way round.
+    pub fn validated(self, is_user: bool) -> Result<Patch, AdminError> {
+        if is_user && self.name.is_some() {
+            return Err(AdminError::field("name", "users have no name; set email or archived"));
+        }
+        if !is_user && self.email.is_some() {
+            return Err(AdminError::field("email", "only users have an email"));
+        }
+        Ok(Patch {
+            name: self.name.as_deref().map(|n| check_name("name", n)).transpose()?,
+            email: match self.email {
+                Some(Some(e)) => Some(Some(check_email(&e)?)),
+                other => other,
+            },
+            archived: self.archived,
+        })
+    }
+}
+
+/// Parsed query parameters of a list request.
+#[derive(Debug, Default)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+/// Splits a raw query; values here are ids and numbers, so no decoding is needed beyond `%2D`-free text.
+pub fn parse_query(raw: Option<&str>) -> Result<Query, AdminError> {
+    let mut pairs = Vec::new();
+    for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        pairs.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(Query { pairs })
+}
+
+impl Query {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// An optional UUID parameter.
+    pub fn uuid(&self, name: &str) -> Result<Option<Uuid>, AdminError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| Uuid::parse_str(v).map_err(|_| AdminError::field(name, "not a UUID")))
+            .transpose()
+    }
+
+    /// `limit` and `cursor`.
+    pub fn page(&self) -> Result<PageRequest, AdminError> {
+        let limit = match self.get("limit") {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| AdminError::field("limit", "must be an integer from 1 to 1000"))?,
+            None => 0,
+        };
+        Ok(PageRequest { cursor: self.uuid("cursor")?, limit })
+    }
+}

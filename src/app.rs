@@ -1,0 +1,159 @@
+//! Wiring: config -> store -> caches -> upstream client -> both listeners, running until
+//! a shutdown signal, then draining in-flight requests within the grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, LogFormat};
+use crate::identity::Identities;
+use crate::proxy::{self, forward, ProxyState};
+use crate::server;
+use crate::store::{self, Store};
+
+/// How often a server checks whether another process (the CLI) changed identities.
+const ADMIN_POLL: Duration = Duration::from_secs(1);
+
+/// A started tollgate: its bound addresses and the handle that stops it.
+pub struct Running {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, waits for in-flight requests (bounded by the grace period).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Sets up tracing per the config; `RUST_LOG` overrides `log.filter`.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Opens the store, binds both listeners and starts serving in the background.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let store = store::open(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("opening database {}", store::redact_url(&config.database_url)))?;
+    let identities = Arc::new(Identities::new(store.clone()));
+    let client = forward::build_client(&config).context("building the upstream client")?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(server::tls_acceptor(cert, key).context("loading listener TLS")?),
+        None => None,
+    };
+    let proxy_listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("binding proxy on {}", config.listen))?;
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding admin on {}", config.admin_listen))?;
+    let proxy_addr = proxy_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let (shutdown, watch_rx) = watch::channel(false);
+    let signal = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let proxy_state =
+        Arc::new(ProxyState { config: Arc::clone(&config), identities: Arc::clone(&identities), client });
+    let admin_state = Arc::new(AdminState {
+        store: store.clone(),
+        identities: Arc::clone(&identities),
+        token: config.admin_token.clone(),
+    });
+    let grace = config.shutdown_grace;
+    let proxy_task = tokio::spawn(server::serve(
+        "proxy",
+        proxy_listener,
+        tls,
+        move |req| proxy::handle(Arc::clone(&proxy_state), req),
+        signal(watch_rx.clone()),
+        grace,
+    ));
+    let admin_task = tokio::spawn(server::serve(
+        "admin",
+        admin_listener,
+        None,
+        move |req| admin::handle(Arc::clone(&admin_state), req),
+        signal(watch_rx.clone()),
+        grace,
+    ));
+    let poll_task = tokio::spawn(poll_admin_changes(store.clone(), identities, signal(watch_rx)));
+    tracing::info!(%proxy_addr, %admin_addr, database = %store::redact_url(&config.database_url), "tollgate started");
+    Ok(Running { proxy_addr, admin_addr, store, shutdown, tasks: vec![proxy_task, admin_task, poll_task] })
+}
+
+/// Invalidates caches when the admin write counter moves (writes from another process).
+async fn poll_admin_changes(store: Store, identities: Arc<Identities>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut seen = store.admin_version().await.ok();
+    let mut tick = tokio::time::interval(ADMIN_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => return,
+        }
+        match store.admin_version().await {
+            Ok(v) if Some(v) != seen => {
+                if seen.is_some() {
+                    identities.invalidate_all();
+                }
+                seen = Some(v);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "polling admin changes failed"),
+        }
+    }
+}
+
+/// Runs until SIGINT/SIGTERM, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutdown signal received");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,464 @@
+//! Configuration: the TOML file as written (serde, unknown fields rejected), `${ENV}`
+//! expansion, built-in defaults, and the validated [`Config`] the rest of the code uses.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "TOLLGATE_CONFIG";
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config {path}: environment variable {var} is not set")]
+    MissingEnv { path: String, var: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: path.to_owned(), message: message.into() }
+}
+
+/// The file as written. Every field has a default so an empty file is valid.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: RawServer,
+    admin: RawAdmin,
+    database: RawDatabase,
+    auth: RawAuth,
+    log: RawLog,
+    providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: String,
+    default_provider: String,
+    max_request_bytes: u64,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    unmetered: String,
+    connect_timeout_ms: u64,
+    first_byte_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    shutdown_grace_ms: u64,
+    upstream_ca_file: Option<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            default_provider: "openai".into(),
+            max_request_bytes: 32 * 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            unmetered: "forward".into(),
+            connect_timeout_ms: 10_000,
+            first_byte_timeout_ms: 600_000,
+            idle_timeout_ms: 300_000,
+            shutdown_grace_ms: 30_000,
+            upstream_ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    listen: String,
+    token: Option<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin { listen: "127.0.0.1:8081".into(), token: Some("${TOLLGATE_ADMIN_TOKEN:-}".into()) }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    url: String,
+    max_connections: u32,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase { url: "sqlite://tollgate.db".into(), max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    mode: String,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth { mode: "keys".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+    filter: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { format: "human".into(), filter: "info".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    kind: String,
+    base_url: String,
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    auth_header: Option<String>,
+}
+
+/// The kind of wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl ProviderKind {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "openai" => Some(ProviderKind::OpenAi),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" => Some(ProviderKind::Gemini),
+            _ => None,
+        }
+    }
+
+    /// The header the provider expects its key in, when the config does not say.
+    pub fn default_auth_header(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "authorization",
+            ProviderKind::Anthropic => "x-api-key",
+            ProviderKind::Gemini => "x-goog-api-key",
+        }
+    }
+}
+
+/// One upstream provider, validated.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Path prefix and label: `/{name}/...`.
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Scheme and authority of the upstream, e.g. `https://api.openai.com`.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix of the base URL without a trailing slash (Azure deployments), maybe empty.
+    pub base_path: String,
+    /// Query of the base URL (Azure `api-version=...`), appended to every request.
+    pub base_query: Option<String>,
+    /// The real provider key; `None` means the client's own key passes through (headers mode).
+    pub api_key: Option<String>,
+    /// Lowercase header name the key is sent upstream in; `authorization` means `Bearer`.
+    pub auth_header: http::HeaderName,
+}
+
+/// How the proxy identifies who is spending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Keys,
+    Headers,
+}
+
+/// What happens to paths that cannot be metered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmetered {
+    Forward,
+    Deny,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub default_provider: String,
+    pub max_request_bytes: u64,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub unmetered: Unmetered,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub admin_listen: SocketAddr,
+    pub admin_token: Option<String>,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub auth_mode: AuthMode,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub providers: Vec<Provider>,
+}
+
+impl Config {
+    /// Loads from `path`, or from `$TOLLGATE_CONFIG`, or built-in defaults when neither is set.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        match path.map(Path::to_path_buf).or(from_env) {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|source| ConfigError::Read { path: p.clone(), source })?;
+                Config::from_toml(&text)
+            }
+            None => Config::from_toml(""),
+        }
+    }
+
+    /// Parses and validates config text; environment variables are read from the process.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates config text with an explicit environment lookup.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::Parse { path, message: e.into_inner().message().trim().to_owned() }
+        })?;
+        validate(raw, env)
+    }
+
+    /// Looks a provider up by its name.
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` in a string; a missing variable without default is an error.
+pub fn expand_env(
+    value: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(invalid(path, "unterminated ${ in value"));
+        };
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        match (env(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(ConfigError::MissingEnv { path: path.to_owned(), var: name.to_owned() })
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn parse_addr(value: &str, path: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| invalid(path, format!("'{value}' is not a socket address like 127.0.0.1:8080")))
+}
+
+fn default_providers() -> Vec<RawProvider> {
+    let p = |name: &str, url: &str, var: &str| RawProvider {
+        name: name.into(),
+        kind: name.into(),
+        base_url: url.into(),
+        api_key: Some(format!("${{{var}:-}}")),
+        auth_header: None,
+    };
+    vec![
+        p("openai", "https://api.openai.com", "OPENAI_API_KEY"),
+        p("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
+        p("gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY"),
+    ]
+}
+
+fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let s = raw.server;
+    let listen = parse_addr(&expand_env(&s.listen, "server.listen", env)?, "server.listen")?;
+    let admin_listen = parse_addr(&expand_env(&raw.admin.listen, "admin.listen", env)?, "admin.listen")?;
+    let admin_token = match raw.admin.token {
+        Some(t) => Some(expand_env(&t, "admin.token", env)?).filter(|t| !t.is_empty()),
+        None => None,
+    };
+    if admin_token.is_none() && !admin_listen.ip().is_loopback() {
+        return Err(invalid(
+            "admin.token",
+            format!("the admin API on non-loopback address {admin_listen} needs a token"),
+        ));
+    }
+    let tls = match (s.tls_cert, s.tls_key) {
+        (Some(c), Some(k)) => Some((
+            PathBuf::from(expand_env(&c, "server.tls_cert", env)?),
+            PathBuf::from(expand_env(&k, "server.tls_key", env)?),
+        )),
+        (None, None) => None,
+        _ => return Err(invalid("server.tls_cert", "tls_cert and tls_key must be set together")),
+    };
+    if s.max_request_bytes == 0 {
+        return Err(invalid("server.max_request_bytes", "must be greater than 0"));
+    }
+    let unmetered = match s.unmetered.as_str() {
+        "forward" => Unmetered::Forward,
+        "deny" => Unmetered::Deny,
+        other => return Err(invalid("server.unmetered", format!("'{other}' is not forward or deny"))),
+    };
+    let auth_mode = match raw.auth.mode.as_str() {
+        "keys" => AuthMode::Keys,
+        "headers" => AuthMode::Headers,
+        other => return Err(invalid("auth.mode", format!("'{other}' is not keys or headers"))),
+    };
+    let log_format = match raw.log.format.as_str() {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => return Err(invalid("log.format", format!("'{other}' is not human or json"))),
+    };
+    let providers = validate_providers(raw.providers, env)?;
+    let default_provider = s.default_provider;
+    if !providers.iter().any(|p| p.name == default_provider) {
+        return Err(invalid(
+            "server.default_provider",
+            format!("'{default_provider}' is not a configured provider"),
+        ));
+    }
+    let ms = Duration::from_millis;
+    Ok(Config {
+        listen,
+        default_provider,
+        max_request_bytes: s.max_request_bytes,
+        tls,
+        unmetered,
+        connect_timeout: ms(s.connect_timeout_ms),
+        first_byte_timeout: ms(s.first_byte_timeout_ms),
+        idle_timeout: ms(s.idle_timeout_ms),
+        shutdown_grace: ms(s.shutdown_grace_ms),
+        upstream_ca_file: s
+            .upstream_ca_file
+            .map(|f| expand_env(&f, "server.upstream_ca_file", env).map(PathBuf::from))
+            .transpose()?,
+        admin_listen,
+        admin_token,
+        database_url: expand_env(&raw.database.url, "database.url", env)?,
+        database_max_connections: raw.database.max_connections.max(1),
+        auth_mode,
+        log_format,
+        log_filter: raw.log.filter,
+        providers,
+    })
+}
+
+/// Configured providers override the built-in ones of the same name; the others stay.
+fn validate_providers(
+    configured: Vec<RawProvider>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Provider>, ConfigError> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, p) in configured.into_iter().enumerate() {
+        let path = format!("providers[{i}]");
+        if !names.insert(p.name.clone()) {
+            return Err(invalid(&format!("{path}.name"), format!("duplicate provider '{}'", p.name)));
+        }
+        out.push(validate_provider(p, &path, env)?);
+    }
+    for p in default_providers() {
+        if !names.contains(&p.name) {
+            let path = format!("providers.{}(built-in)", p.name);
+            out.push(validate_provider(p, &path, env)?);
+        }
+    }
+    Ok(out)
+}
+
+fn validate_provider(
+    p: RawProvider,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Provider, ConfigError> {
+    let name_ok = !p.name.is_empty()
+        && p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok || p.name == "v1" || p.name == "v1beta" {
+        return Err(invalid(
+            &format!("{path}.name"),
+            format!("'{}' must be [A-Za-z0-9_-]+ and not an API version segment", p.name),
+        ));
+    }
+    let kind = ProviderKind::parse(&p.kind).ok_or_else(|| {
+        invalid(&format!("{path}.kind"), format!("'{}' is not openai, anthropic or gemini", p.kind))
+    })?;
+    let url_path = format!("{path}.base_url");
+    let base_url = expand_env(&p.base_url, &url_path, env)?;
+    let uri: Uri = base_url.parse().map_err(|_| invalid(&url_path, format!("'{base_url}' is not a URL")))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned()) else {
+        return Err(invalid(&url_path, format!("'{base_url}' needs a scheme and a host")));
+    };
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(invalid(&url_path, "scheme must be http or https"));
+    }
+    let api_key = match p.api_key {
+        Some(k) => Some(expand_env(&k, &format!("{path}.api_key"), env)?).filter(|k| !k.is_empty()),
+        None => None,
+    };
+    let header_path = format!("{path}.auth_header");
+    let auth_header = p.auth_header.unwrap_or_else(|| kind.default_auth_header().to_owned());
+    let auth_header = http::HeaderName::from_bytes(auth_header.to_ascii_lowercase().as_bytes())
+        .map_err(|_| invalid(&header_path, format!("'{auth_header}' is not a header name")))?;
+    Ok(Provider {
+        name: p.name,
+        kind,
+        scheme,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_owned(),
+        base_query: uri.query().filter(|q| !q.is_empty()).map(str::to_owned),
+        api_key,
+        auth_header,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! The errors tollgate itself answers on the proxy listener, rendered in the error
+//! shape of the provider the route belongs to so SDKs surface them normally.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::config::ProviderKind;
+use crate::proxy::body::{full, ProxyBody};
+
+/// Everything that ends a proxied request before or instead of the upstream's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or unknown tollgate key")]
+    InvalidKey,
+    #[error("{0}")]
+    Revoked(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("provider '{0}' has no api_key configured")]
+    ProviderKeyMissing(String),
+    #[error("identity store unavailable")]
+    StoreUnavailable,
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream timed out: {0}")]
+    UpstreamTimeout(String),
+}
+
+impl ProxyError {
+    /// The HTTP status tollgate answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::InvalidKey => StatusCode::UNAUTHORIZED,
+            ProxyError::Revoked(_) => StatusCode::FORBIDDEN,
+            ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ProviderKeyMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The machine-readable code (SPEC §2 table).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "invalid_request",
+            ProxyError::InvalidKey => "invalid_api_key",
+            ProxyError::Revoked(_) => "key_revoked",
+            ProxyError::NotFound(_) => "not_found",
+            ProxyError::TooLarge(_) => "request_too_large",
+            ProxyError::ProviderKeyMissing(_) => "provider_not_configured",
+            ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
+            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// Renders the error as the given provider kind would.
+    pub fn into_response(self, kind: ProviderKind, request_id: &str) -> Response<ProxyBody> {
+        let status = self.status();
+        let body = error_body(kind, status, self.code(), &self.to_string());
+        let mut response = Response::new(full(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            headers.insert(crate::proxy::REQUEST_ID_HEADER, v);
+        }
+        response
+    }
+}
+
+/// Serializes one error in the provider's shape.
+pub fn error_body(kind: ProviderKind, status: StatusCode, code: &str, message: &str) -> Vec<u8> {
+    let value = match kind {
+        ProviderKind::OpenAi => serde_json::json!({
+            "error": {"message": message, "type": code, "param": null, "code": code}
+        }),
+        ProviderKind::Anthropic => serde_json::json!({
+            "type": "error", "error": {"type": code, "message": message}
+        }),
+        ProviderKind::Gemini => serde_json::json!({
+            "error": {"code": status.as_u16(), "message": format!("{code}: {message}"), "status": code}
+        }),
+    };
+    value.to_string().into_bytes()
+}

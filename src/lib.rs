@@ -1,0 +1,25 @@
+//! tollgate: a transparent spend-gate reverse proxy for AI provider APIs.
+//!
+//! A request's way through the code:
+//!
+//! - [`server`] accepts connections (HTTP/1.1 and HTTP/2, optional TLS) and hands each
+//!   request to [`proxy::handle`], which reads top to bottom: [`proxy::route`] picks the
+//!   provider, [`identity`] says who is calling (cached, no database I/O once warm),
+//!   [`proxy::headers`] swaps the tollgate key for the provider key, and
+//!   [`proxy::forward`] sends the request over one pooled rustls client and streams the
+//!   answer back untouched ([`proxy::body`]).
+//! - [`error`] renders tollgate's own refusals in the provider's error shape.
+//! - [`store`] is the storage seam (SQLite today, migrations under migrations/).
+//! - [`admin`] is the admin API; [`cli`] the same operations from the command line.
+//! - [`config`] turns the TOML file into a validated [`config::Config`]; [`app`] wires
+//!   everything together and runs until a signal.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod proxy;
+pub mod server;
+pub mod store;

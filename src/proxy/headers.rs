@@ -1,0 +1,147 @@
+//! Header rules: hop-by-hop headers dropped both ways, the client's credential found
+//! and removed, `x-tollgate-*` never forwarded, and the provider key put in its place.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{Provider, ProviderKind};
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "http2-settings",
+];
+
+/// Every header a client may carry its credential in, for any provider kind.
+const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Prefix of tollgate's own request headers, never forwarded.
+pub const TOLLGATE_PREFIX: &str = "x-tollgate-";
+
+/// Drops hop-by-hop headers, including those named by `Connection` and any `Proxy-*`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let proxy_headers: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with("proxy-")).cloned().collect();
+    for name in proxy_headers {
+        headers.remove(name);
+    }
+}
+
+/// Removes `x-tollgate-*` request headers.
+pub fn strip_tollgate_headers(headers: &mut HeaderMap) {
+    let ours: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with(TOLLGATE_PREFIX)).cloned().collect();
+    for name in ours {
+        headers.remove(name);
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn plain<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The credential a client presented in the places its SDK puts it for this kind.
+/// `query_key` is Gemini's `key` query parameter, already taken out of the query.
+pub fn client_credential<'a>(
+    kind: ProviderKind,
+    headers: &'a HeaderMap,
+    query_key: Option<&'a str>,
+) -> Option<&'a str> {
+    match kind {
+        ProviderKind::OpenAi => bearer(headers).or_else(|| plain(headers, "api-key")),
+        ProviderKind::Anthropic => plain(headers, "x-api-key").or_else(|| bearer(headers)),
+        ProviderKind::Gemini => plain(headers, "x-goog-api-key").or(query_key),
+    }
+}
+
+/// Removes every credential header the client may have sent.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    for name in CREDENTIAL_HEADERS {
+        headers.remove(name);
+    }
+}
+
+/// Puts the provider's key in the header the provider expects.
+pub fn set_provider_key(headers: &mut HeaderMap, provider: &Provider, key: &str) -> Result<(), ()> {
+    let value = if provider.auth_header == header::AUTHORIZATION {
+        HeaderValue::from_str(&format!("Bearer {key}"))
+    } else {
+        HeaderValue::from_str(key)
+    };
+    let mut value = value.map_err(|_| ())?;
+    value.set_sensitive(true);
+    headers.insert(provider.auth_header.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, X-Custom"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        h.insert("trailer", HeaderValue::from_static("x"));
+        h.insert("x-keep-me", HeaderValue::from_static("yes"));
+        h.insert("openai-beta", HeaderValue::from_static("assistants=v2"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-keep-me", "openai-beta"]);
+    }
+
+    #[test]
+    fn credentials_are_found_per_kind() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer tg_abc"));
+        assert_eq!(client_credential(ProviderKind::OpenAi, &h, None), Some("tg_abc"));
+        assert_eq!(client_credential(ProviderKind::Anthropic, &h, None), Some("tg_abc"));
+        assert_eq!(client_credential(ProviderKind::Gemini, &h, None), None);
+        h.insert("x-api-key", HeaderValue::from_static("tg_x"));
+        assert_eq!(client_credential(ProviderKind::Anthropic, &h, None), Some("tg_x"));
+        assert_eq!(client_credential(ProviderKind::Gemini, &h, Some("tg_q")), Some("tg_q"));
+        let mut azure = HeaderMap::new();
+        azure.insert("api-key", HeaderValue::from_static("tg_az"));
+        assert_eq!(client_credential(ProviderKind::OpenAi, &azure, None), Some("tg_az"));
+    }
+
+    #[test]
+    fn tollgate_headers_never_leave() {
+        let mut h = HeaderMap::new();
+        h.insert("x-tollgate-user", HeaderValue::from_static("u"));
+        h.insert("x-tollgate-project", HeaderValue::from_static("p"));
+        h.insert("x-other", HeaderValue::from_static("o"));
+        strip_tollgate_headers(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

@@ -1,0 +1,491 @@
+//! SQLite backend: WAL, `foreign_keys=ON` on every connection, migrations embedded from
+//! migrations/sqlite, and the identity queries.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::{
+    parse_ts, ts, ApiKey, Identity, NewKey, NewUser, Organization, Page, PageRequest, Patch, Project,
+    StoreError, User,
+};
+
+/// The embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn map_write_err(entity: &'static str, e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return StoreError::Conflict(format!("{entity} already exists"))
+            }
+            sqlx::error::ErrorKind::ForeignKeyViolation => {
+                return StoreError::Conflict(format!(
+                    "{entity} is referenced by other records (spend history is kept: archive it instead)"
+                ))
+            }
+            _ => {}
+        }
+    }
+    StoreError::Database(e)
+}
+
+fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid, StoreError> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|_| StoreError::Invalid(format!("bad uuid in column {col}")))
+}
+
+fn opt_ts_col(row: &SqliteRow, col: &str) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.as_deref().map(parse_ts).transpose()
+}
+
+fn ts_col(row: &SqliteRow, col: &str) -> Result<chrono::DateTime<Utc>, StoreError> {
+    let s: String = row.try_get(col)?;
+    parse_ts(&s)
+}
+
+fn page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    Page { data: rows, next_cursor }
+}
+
+fn organization(row: &SqliteRow) -> Result<Organization, StoreError> {
+    Ok(Organization {
+        id: uuid_col(row, "id")?,
+        name: row.try_get("name")?,
+        created_at: ts_col(row, "created_at")?,
+        archived_at: opt_ts_col(row, "archived_at")?,
+    })
+}
+
+fn project(row: &SqliteRow) -> Result<Project, StoreError> {
+    Ok(Project {
+        id: uuid_col(row, "id")?,
+        organization_id: uuid_col(row, "organization_id")?,
+        name: row.try_get("name")?,
+        created_at: ts_col(row, "created_at")?,
+        archived_at: opt_ts_col(row, "archived_at")?,
+    })
+}
+
+fn user(row: &SqliteRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: uuid_col(row, "id")?,
+        organization_id: uuid_col(row, "organization_id")?,
+        external_id: row.try_get("external_id")?,
+        email: row.try_get("email")?,
+        created_at: ts_col(row, "created_at")?,
+        archived_at: opt_ts_col(row, "archived_at")?,
+    })
+}
+
+fn api_key(row: &SqliteRow) -> Result<ApiKey, StoreError> {
+    Ok(ApiKey {
+        id: uuid_col(row, "id")?,
+        organization_id: uuid_col(row, "organization_id")?,
+        project_id: uuid_col(row, "project_id")?,
+        user_id: uuid_col(row, "user_id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        created_at: ts_col(row, "created_at")?,
+        expires_at: opt_ts_col(row, "expires_at")?,
+        revoked_at: opt_ts_col(row, "revoked_at")?,
+    })
+}
+
+fn identity(row: &SqliteRow) -> Result<Identity, StoreError> {
+    let key_hash: Option<String> = row.try_get("key_hash")?;
+    let key_hash = match key_hash {
+        Some(h) => {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(&h, &mut out)
+                .map_err(|_| StoreError::Invalid("bad key hash in database".into()))?;
+            Some(out)
+        }
+        None => None,
+    };
+    let api_key_id: Option<String> = row.try_get("key_id")?;
+    Ok(Identity {
+        organization_id: uuid_col(row, "organization_id")?,
+        project_id: uuid_col(row, "project_id")?,
+        user_id: uuid_col(row, "user_id")?,
+        api_key_id: api_key_id.and_then(|s| Uuid::parse_str(&s).ok()),
+        key_hash,
+        expires_at: opt_ts_col(row, "expires_at")?,
+        revoked: opt_ts_col(row, "revoked_at")?.is_some(),
+        archived: row.try_get::<i64, _>("archived")? != 0,
+    })
+}
+
+/// SQL fragment for an optional archive flag; binds: flag, now, flag. Archiving keeps the
+/// first archive time, unarchiving clears it, NULL leaves it alone.
+const ARCHIVE_SQL: &str =
+    "archived_at = CASE WHEN ? = 1 THEN coalesce(archived_at, ?) WHEN ? = 0 THEN NULL ELSE archived_at END";
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file with the pragmas tollgate relies on.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Applies pending migrations from migrations/sqlite.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records that an admin write happened, for servers polling [`Self::admin_version`].
+    async fn bump_admin_version(&self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE admin_changes SET version = version + 1 WHERE id = 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The admin write counter; a change means cached identities may be stale.
+    pub async fn admin_version(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT version FROM admin_changes WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
+    /// Cheap liveness check for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pool, for backend-specific modules (ledger, reports).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn create_organization(&self, name: &str) -> Result<Organization, StoreError> {
+        let id = Uuid::now_v7();
+        let now = Utc::now();
+        sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err("organization", e))?;
+        self.bump_admin_version().await?;
+        self.get_organization(id).await
+    }
+
+    pub async fn get_organization(&self, id: Uuid) -> Result<Organization, StoreError> {
+        let row = sqlx::query("SELECT * FROM organizations WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("organization"))?;
+        organization(&row)
+    }
+
+    pub async fn list_organizations(&self, req: &PageRequest) -> Result<Page<Organization>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM organizations WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
+            .bind(i64::from(req.limit()) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(organization).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, req.limit(), |o| o.id))
+    }
+
+    pub async fn update_organization(&self, id: Uuid, patch: &Patch) -> Result<Organization, StoreError> {
+        let sql = format!(
+            "UPDATE organizations SET name = coalesce(?, name), {} WHERE id = ?",
+            ARCHIVE_SQL
+        );
+        let done = sqlx::query(&sql)
+            .bind(patch.name.as_deref())
+            .bind(patch.archived.map(i64::from))
+            .bind(ts(Utc::now()))
+            .bind(patch.archived.map(i64::from))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err("organization", e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("organization"));
+        }
+        self.bump_admin_version().await?;
+        self.get_organization(id).await
+    }
+
+    pub async fn delete_organization(&self, id: Uuid) -> Result<(), StoreError> {
+        self.delete("organizations", "organization", id).await
+    }
+
+    async fn delete(&self, table: &str, entity: &'static str, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err(entity, e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(entity));
+        }
+        self.bump_admin_version().await
+    }
+
+    pub async fn create_project(&self, organization_id: Uuid, name: &str) -> Result<Project, StoreError> {
+        self.get_organization(organization_id).await?;
+        let id = Uuid::now_v7();
+        sqlx::query("INSERT INTO projects (id, organization_id, name, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id.to_string())
+            .bind(organization_id.to_string())
+            .bind(name)
+            .bind(ts(Utc::now()))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err("project", e))?;
+        self.bump_admin_version().await?;
+        self.get_project(id).await
+    }
+
+    pub async fn get_project(&self, id: Uuid) -> Result<Project, StoreError> {
+        let row = sqlx::query("SELECT * FROM projects WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("project"))?;
+        project(&row)
+    }
+
+    pub async fn list_projects(
+        &self,
+        organization_id: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<Project>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM projects WHERE id > ? AND (? IS NULL OR organization_id = ?) ORDER BY id LIMIT ?",
+        )
+        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
+        .bind(organization_id.map(|o| o.to_string()))
+        .bind(organization_id.map(|o| o.to_string()))
+        .bind(i64::from(req.limit()) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(project).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, req.limit(), |p| p.id))
+    }
+
+    pub async fn update_project(&self, id: Uuid, patch: &Patch) -> Result<Project, StoreError> {
+        let sql = format!(
+            "UPDATE projects SET name = coalesce(?, name), {} WHERE id = ?",
+            ARCHIVE_SQL
+        );
+        let done = sqlx::query(&sql)
+            .bind(patch.name.as_deref())
+            .bind(patch.archived.map(i64::from))
+            .bind(ts(Utc::now()))
+            .bind(patch.archived.map(i64::from))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err("project", e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("project"));
+        }
+        self.bump_admin_version().await?;
+        self.get_project(id).await
+    }
+
+    pub async fn delete_project(&self, id: Uuid) -> Result<(), StoreError> {
+        self.delete("projects", "project", id).await
+    }
+
+    pub async fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        self.get_organization(new.organization_id).await?;
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO users (id, organization_id, external_id, email, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(new.organization_id.to_string())
+        .bind(&new.external_id)
+        .bind(new.email.as_deref())
+        .bind(ts(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_write_err("user", e))?;
+        self.bump_admin_version().await?;
+        self.get_user(id).await
+    }
+
+    pub async fn get_user(&self, id: Uuid) -> Result<User, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        user(&row)
+    }
+
+    pub async fn list_users(&self, organization_id: Option<Uuid>, req: &PageRequest) -> Result<Page<User>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM users WHERE id > ? AND (? IS NULL OR organization_id = ?) ORDER BY id LIMIT ?",
+        )
+        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
+        .bind(organization_id.map(|o| o.to_string()))
+        .bind(organization_id.map(|o| o.to_string()))
+        .bind(i64::from(req.limit()) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(user).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, req.limit(), |u| u.id))
+    }
+
+    pub async fn update_user(&self, id: Uuid, patch: &Patch) -> Result<User, StoreError> {
+        let sql = format!(
+            "UPDATE users SET email = CASE WHEN ? THEN ? ELSE email END, {} WHERE id = ?",
+            ARCHIVE_SQL
+        );
+        let done = sqlx::query(&sql)
+            .bind(patch.email.is_some())
+            .bind(patch.email.clone().flatten())
+            .bind(patch.archived.map(i64::from))
+            .bind(ts(Utc::now()))
+            .bind(patch.archived.map(i64::from))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err("user", e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        self.bump_admin_version().await?;
+        self.get_user(id).await
+    }
+
+    pub async fn delete_user(&self, id: Uuid) -> Result<(), StoreError> {
+        self.delete("users", "user", id).await
+    }
+
+    /// Stores a new key; the user and project must exist and share an organization.
+    pub async fn create_key(&self, new: &NewKey) -> Result<ApiKey, StoreError> {
+        let user = self.get_user(new.user_id).await?;
+        let project = self.get_project(new.project_id).await?;
+        if user.organization_id != project.organization_id {
+            return Err(StoreError::Invalid(
+                "user_id and project_id belong to different organizations".into(),
+            ));
+        }
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO api_keys (id, organization_id, project_id, user_id, name, key_hash, prefix, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(user.organization_id.to_string())
+        .bind(new.project_id.to_string())
+        .bind(new.user_id.to_string())
+        .bind(new.name.as_deref())
+        .bind(hex::encode(new.key_hash))
+        .bind(&new.prefix)
+        .bind(ts(Utc::now()))
+        .bind(new.expires_at.map(ts))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_write_err("key", e))?;
+        self.bump_admin_version().await?;
+        self.get_key(id).await
+    }
+
+    pub async fn get_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("key"))?;
+        api_key(&row)
+    }
+
+    pub async fn list_keys(&self, user_id: Option<Uuid>, req: &PageRequest) -> Result<Page<ApiKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM api_keys WHERE id > ? AND (? IS NULL OR user_id = ?) ORDER BY id LIMIT ?",
+        )
+        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
+        .bind(user_id.map(|o| o.to_string()))
+        .bind(user_id.map(|o| o.to_string()))
+        .bind(i64::from(req.limit()) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(api_key).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, req.limit(), |k| k.id))
+    }
+
+    /// Marks a key revoked (idempotent: the first revocation time is kept).
+    pub async fn revoke_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?")
+            .bind(ts(Utc::now()))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("key"));
+        }
+        self.bump_admin_version().await?;
+        self.get_key(id).await
+    }
+
+    /// Resolves a presented key's hash to the caller it identifies, if any.
+    pub async fn identity_by_key_hash(&self, hash: &[u8; 32]) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.id AS key_id, k.organization_id, k.project_id, k.user_id, k.key_hash,
+                    k.expires_at, k.revoked_at,
+                    (u.archived_at IS NOT NULL OR p.archived_at IS NOT NULL OR o.archived_at IS NOT NULL) AS archived
+             FROM api_keys k
+             JOIN users u ON u.id = k.user_id
+             JOIN projects p ON p.id = k.project_id
+             JOIN organizations o ON o.id = k.organization_id
+             WHERE k.key_hash = ?",
+        )
+        .bind(hex::encode(hash))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(identity).transpose()
+    }
+
+    /// Resolves `x-tollgate-user` (id or external id) and `x-tollgate-project` (id) in headers mode.
+    pub async fn identity_by_headers(&self, user: &str, project_id: Uuid) -> Result<Option<Identity>, StoreError> {
+        let row = sqlx::query(
+            "SELECT NULL AS key_id, p.organization_id, p.id AS project_id, u.id AS user_id, NULL AS key_hash,
+                    NULL AS expires_at, NULL AS revoked_at,
+                    (u.archived_at IS NOT NULL OR p.archived_at IS NOT NULL OR o.archived_at IS NOT NULL) AS archived
+             FROM projects p
+             JOIN organizations o ON o.id = p.organization_id
+             JOIN users u ON u.organization_id = p.organization_id AND (u.id = ? OR u.external_id = ?)
+             WHERE p.id = ?
+             ORDER BY (u.id = ?) DESC LIMIT 1",
+        )
+        .bind(user)
+        .bind(user)
+        .bind(project_id.to_string())
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(identity).transpose()
+    }
+}
