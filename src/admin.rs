@@ -17,7 +17,9 @@ use uuid::Uuid;
 use crate::identity::{generate_key, Identities};
 use crate::proxy::body::{full, ProxyBody};
 use crate::store::{NewKey, NewUser, Patch, Store, StoreError};
-use requests::{parse_json, parse_query, CreateKey, CreateOrganization, CreateProject, CreateUser, PatchEntity};
+use requests::{
+    parse_json, parse_query, CreateKey, CreateOrganization, CreateProject, CreateUser, PatchEntity,
+};
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
@@ -108,7 +110,10 @@ fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
 
 async fn read_body(body: Incoming) -> Result<Bytes, AdminError> {
     Limited::new(body, MAX_ADMIN_BODY).collect().await.map(|c| c.to_bytes()).map_err(|_| {
-        AdminError::BadRequest { field: None, message: format!("body unreadable or over {MAX_ADMIN_BODY} bytes") }
+        AdminError::BadRequest {
+            field: None,
+            message: format!("body unreadable or over {MAX_ADMIN_BODY} bytes"),
+        }
     })
 }
 
@@ -126,7 +131,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
                 Ok(()) => json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})),
                 Err(e) => {
                     tracing::warn!(error = %e, "readiness check failed");
-                    json_response(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "store unavailable"}))
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "store unavailable"}),
+                    )
                 }
             })
         }

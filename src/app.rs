@@ -62,8 +62,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key).context("loading listener TLS")?),
         None => None,
     };
-    let proxy_listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("binding proxy on {}", config.listen))?;
+    let proxy_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding proxy on {}", config.listen))?;
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| format!("binding admin on {}", config.admin_listen))?;
@@ -104,7 +105,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 /// Invalidates caches when the admin write counter moves (writes from another process).
-async fn poll_admin_changes(store: Store, identities: Arc<Identities>, stop: impl std::future::Future<Output = ()>) {
+async fn poll_admin_changes(
+    store: Store,
+    identities: Arc<Identities>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut seen = store.admin_version().await.ok();
     let mut tick = tokio::time::interval(ADMIN_POLL);

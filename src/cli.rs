@@ -128,12 +128,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig => {
             println!("config ok");
             println!("proxy listen     {}", config.listen);
-            println!("admin listen     {} (token {})", config.admin_listen, if config.admin_token.is_some() { "set" } else { "not set" });
+            println!(
+                "admin listen     {} (token {})",
+                config.admin_listen,
+                if config.admin_token.is_some() { "set" } else { "not set" }
+            );
             println!("database         {}", store::redact_url(&config.database_url));
             println!("default provider {}", config.default_provider);
             for p in &config.providers {
                 let key = if p.api_key.is_some() { "key set" } else { "no key" };
-                println!("provider         {} {:?} {}://{}{} ({key})", p.name, p.kind, p.scheme, p.authority, p.base_path);
+                println!(
+                    "provider         {} {:?} {}://{}{} ({key})",
+                    p.name, p.kind, p.scheme, p.authority, p.base_path
+                );
             }
             Ok(())
         }

@@ -420,8 +420,8 @@ fn validate_provider(
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Provider, ConfigError> {
-    let name_ok = !p.name.is_empty()
-        && p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let name_ok =
+        !p.name.is_empty() && p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !name_ok || p.name == "v1" || p.name == "v1beta" {
         return Err(invalid(
             &format!("{path}.name"),

@@ -95,6 +95,8 @@ async fn pipeline(
     check_declared_length(&parts.headers, state.config.max_request_bytes)?;
     prepare_headers(&state.config, route.provider, &mut parts.headers)?;
     parts.uri = route::upstream_uri(route.provider, route.path, query.as_deref())?;
+    // The upstream hop negotiates its own version (ALPN); the client's does not carry over.
+    parts.version = http::Version::HTTP_11;
     let body = Limited::new(body, state.config.max_request_bytes as usize).boxed();
     let upstream_request = Request::from_parts(parts, body);
     let response = forward(state, upstream_request, &route).await?;
@@ -131,7 +133,8 @@ async fn authenticate(
         }
         AuthMode::Headers => {
             let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            let (Some(user), Some(project)) = (header("x-tollgate-user"), header("x-tollgate-project")) else {
+            let (Some(user), Some(project)) = (header("x-tollgate-user"), header("x-tollgate-project"))
+            else {
                 return Err(ProxyError::InvalidKey);
             };
             state.identities.by_headers(user, project).await
@@ -162,7 +165,11 @@ fn check_declared_length(headers: &http::HeaderMap, max: u64) -> Result<(), Prox
 }
 
 /// Hop-by-hop and tollgate headers out, client credential swapped for the provider key.
-fn prepare_headers(config: &Config, provider: &Provider, headers: &mut http::HeaderMap) -> Result<(), ProxyError> {
+fn prepare_headers(
+    config: &Config,
+    provider: &Provider,
+    headers: &mut http::HeaderMap,
+) -> Result<(), ProxyError> {
     headers::strip_hop_by_hop(headers);
     headers::strip_tollgate_headers(headers);
     headers.remove(http::header::HOST);
@@ -170,7 +177,7 @@ fn prepare_headers(config: &Config, provider: &Provider, headers: &mut http::Hea
         (Some(key), _) => {
             headers::strip_credentials(headers);
             headers::set_provider_key(headers, provider, key)
-                .map_err(|()| ProxyError::ProviderKeyMissing(provider.name.clone()))?;
+                .map_err(|_| ProxyError::ProviderKeyMissing(provider.name.clone()))?;
         }
         // A trusted sidecar may pass the client's own provider key through.
         (None, AuthMode::Headers) => {}
@@ -190,6 +197,7 @@ async fn forward(
         forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes).await?;
     let (mut parts, incoming) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    parts.version = http::Version::HTTP_11;
     tracing::debug!(provider = %route.provider.name, status = parts.status.as_u16(), "upstream head");
     let body = IdleTimeoutBody::new(incoming, config.idle_timeout).boxed();
     Ok(Response::from_parts(parts, body))

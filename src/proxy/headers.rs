@@ -86,13 +86,17 @@ pub fn strip_credentials(headers: &mut HeaderMap) {
 }
 
 /// Puts the provider's key in the header the provider expects.
-pub fn set_provider_key(headers: &mut HeaderMap, provider: &Provider, key: &str) -> Result<(), ()> {
+pub fn set_provider_key(
+    headers: &mut HeaderMap,
+    provider: &Provider,
+    key: &str,
+) -> Result<(), http::header::InvalidHeaderValue> {
     let value = if provider.auth_header == header::AUTHORIZATION {
         HeaderValue::from_str(&format!("Bearer {key}"))
     } else {
         HeaderValue::from_str(key)
     };
-    let mut value = value.map_err(|_| ())?;
+    let mut value = value?;
     value.set_sensitive(true);
     headers.insert(provider.auth_header.clone(), value);
     Ok(())

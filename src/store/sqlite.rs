@@ -5,7 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::Utc;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
@@ -144,10 +146,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
         Ok(SqliteStore { pool })
     }
 
@@ -159,7 +158,9 @@ impl SqliteStore {
 
     /// Records that an admin write happened, for servers polling [`Self::admin_version`].
     async fn bump_admin_version(&self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE admin_changes SET version = version + 1 WHERE id = 1").execute(&self.pool).await?;
+        sqlx::query("UPDATE admin_changes SET version = version + 1 WHERE id = 1")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -213,10 +214,7 @@ impl SqliteStore {
     }
 
     pub async fn update_organization(&self, id: Uuid, patch: &Patch) -> Result<Organization, StoreError> {
-        let sql = format!(
-            "UPDATE organizations SET name = coalesce(?, name), {} WHERE id = ?",
-            ARCHIVE_SQL
-        );
+        let sql = format!("UPDATE organizations SET name = coalesce(?, name), {} WHERE id = ?", ARCHIVE_SQL);
         let done = sqlx::query(&sql)
             .bind(patch.name.as_deref())
             .bind(patch.archived.map(i64::from))
@@ -292,10 +290,7 @@ impl SqliteStore {
     }
 
     pub async fn update_project(&self, id: Uuid, patch: &Patch) -> Result<Project, StoreError> {
-        let sql = format!(
-            "UPDATE projects SET name = coalesce(?, name), {} WHERE id = ?",
-            ARCHIVE_SQL
-        );
+        let sql = format!("UPDATE projects SET name = coalesce(?, name), {} WHERE id = ?", ARCHIVE_SQL);
         let done = sqlx::query(&sql)
             .bind(patch.name.as_deref())
             .bind(patch.archived.map(i64::from))
@@ -343,7 +338,11 @@ impl SqliteStore {
         user(&row)
     }
 
-    pub async fn list_users(&self, organization_id: Option<Uuid>, req: &PageRequest) -> Result<Page<User>, StoreError> {
+    pub async fn list_users(
+        &self,
+        organization_id: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<User>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM users WHERE id > ? AND (? IS NULL OR organization_id = ?) ORDER BY id LIMIT ?",
         )
@@ -422,7 +421,11 @@ impl SqliteStore {
         api_key(&row)
     }
 
-    pub async fn list_keys(&self, user_id: Option<Uuid>, req: &PageRequest) -> Result<Page<ApiKey>, StoreError> {
+    pub async fn list_keys(
+        &self,
+        user_id: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<ApiKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM api_keys WHERE id > ? AND (? IS NULL OR user_id = ?) ORDER BY id LIMIT ?",
         )
@@ -469,7 +472,11 @@ impl SqliteStore {
     }
 
     /// Resolves `x-tollgate-user` (id or external id) and `x-tollgate-project` (id) in headers mode.
-    pub async fn identity_by_headers(&self, user: &str, project_id: Uuid) -> Result<Option<Identity>, StoreError> {
+    pub async fn identity_by_headers(
+        &self,
+        user: &str,
+        project_id: Uuid,
+    ) -> Result<Option<Identity>, StoreError> {
         let row = sqlx::query(
             "SELECT NULL AS key_id, p.organization_id, p.id AS project_id, u.id AS user_id, NULL AS key_hash,
                     NULL AS expires_at, NULL AS revoked_at,

@@ -1,0 +1,127 @@
+//! Admin API: auth, strict validation naming the field, CRUD round trips, pagination,
+//! cross-organization keys refused, history-preserving deletes.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn admin_api_requires_the_token_but_health_does_not() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    for auth in [None, Some("Bearer wrong")] {
+        let mut req = Request::get(format!("http://{}/v1/organizations", app.admin));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let got = send(&client(), req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(got.status, 401);
+    }
+    for path in ["/healthz", "/readyz"] {
+        let req = Request::get(format!("http://{}{path}", app.admin)).body(Full::new(Bytes::new())).unwrap();
+        assert_eq!(send(&client(), req).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_naming_the_field_and_writes_nothing() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let cases = [
+        ("/v1/organizations", json!({"name": ""}), "name"),
+        ("/v1/organizations", json!({"name": 5}), "name"),
+        ("/v1/organizations", json!({"nmae": "x"}), "nmae"),
+        ("/v1/projects", json!({"organization_id": "not-a-uuid", "name": "p"}), "organization_id"),
+        ("/v1/users", json!({"organization_id": uuid::Uuid::new_v4(), "external_id": true}), "external_id"),
+        ("/v1/keys", json!({"user_id": uuid::Uuid::new_v4()}), "project_id"),
+    ];
+    for (path, body, field) in cases {
+        let got = app.admin("POST", path, Some(body.clone())).await;
+        assert_eq!(got.status, 400, "{path} {body}");
+        let j = got.json();
+        let text = j.to_string();
+        assert!(text.contains(field), "{path} {body}: {text}");
+    }
+    let got = app.admin("POST", "/v1/organizations", None).await;
+    assert_eq!(got.status, 400);
+    let req = Request::post(format!("http://{}/v1/organizations", app.admin))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::from_static(b"{\"name\": \"unterminated")))
+        .unwrap();
+    assert_eq!(send(&client(), req).await.status, 400);
+    let list = app.admin("GET", "/v1/organizations", None).await;
+    assert_eq!(list.json()["data"], json!([]), "a rejected request wrote something");
+    assert_eq!(app.admin("GET", "/v1/nothing", None).await.status, 404);
+    assert_eq!(app.admin("GET", "/v1/organizations/xyz", None).await.status, 400);
+    assert_eq!(
+        app.admin("GET", &format!("/v1/organizations/{}", uuid::Uuid::new_v4()), None).await.status,
+        404
+    );
+    assert_eq!(app.admin("PUT", "/v1/organizations", None).await.status, 405);
+    assert_eq!(app.admin("GET", "/v1/organizations?limit=0", None).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_key_cannot_bind_a_user_to_another_organizations_project() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let a = app.seed().await;
+    let b = app.seed().await;
+    let got =
+        app.admin("POST", "/v1/keys", Some(json!({"user_id": a.user_id, "project_id": b.project_id}))).await;
+    assert_eq!(got.status, 422);
+    assert!(got.json()["error"]["message"].as_str().unwrap().contains("different organizations"));
+    let keys = app.admin("GET", &format!("/v1/keys?user_id={}", a.user_id), None).await;
+    assert_eq!(keys.json()["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn crud_round_trip_with_pagination_and_no_plaintext_after_creation() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let got = app.admin("POST", "/v1/organizations", Some(json!({"name": format!("org{i}")}))).await;
+        assert_eq!(got.status, 201);
+        let j = got.json();
+        assert!(j["created_at"].is_string());
+        ids.push(j["id"].as_str().unwrap().to_owned());
+    }
+    let dup = app.admin("POST", "/v1/organizations", Some(json!({"name": "org0"}))).await;
+    assert_eq!(dup.status, 409);
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/organizations?limit=2&cursor={c}"),
+            None => "/v1/organizations?limit=2".to_owned(),
+        };
+        let page = app.admin("GET", &path, None).await.json();
+        for o in page["data"].as_array().unwrap() {
+            seen.push(o["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let renamed =
+        app.admin("PATCH", &format!("/v1/organizations/{}", ids[0]), Some(json!({"name": "renamed"}))).await;
+    assert_eq!(renamed.json()["name"], "renamed");
+
+    let s = app.seed().await;
+    let key = app.admin("GET", &format!("/v1/keys/{}", s.key_id), None).await.json();
+    assert!(key.get("key").is_none(), "plaintext key shown after creation");
+    assert!(s.key.starts_with(key["prefix"].as_str().unwrap()));
+    let user = app
+        .admin("PATCH", &format!("/v1/users/{}", s.user_id), Some(json!({"email": "a@example.com"})))
+        .await;
+    assert_eq!(user.json()["email"], "a@example.com");
+    // Deleting an organization cascades its configuration children.
+    let deleted = app.admin("DELETE", &format!("/v1/organizations/{}", s.org_id), None).await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(app.admin("GET", &format!("/v1/keys/{}", s.key_id), None).await.status, 404);
+    assert_eq!(app.admin("GET", &format!("/v1/users/{}", s.user_id), None).await.status, 404);
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, "{}")).await;
+    assert_eq!(got.status, 401);
+}

@@ -1,0 +1,9 @@
+//! One integration test binary: tollgate over real sockets on port 0, in front of an
+//! in-process hyper mock upstream, on a fresh SQLite database per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod auth;
+mod proxy;
+mod shutdown;
+mod support;
