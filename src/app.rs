@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, LogFormat};
 use crate::identity::Identities;
+use crate::ledger::Ledger;
+use crate::proxy::metering::Metering;
 use crate::proxy::{self, forward, ProxyState};
 use crate::server;
 use crate::store::{self, Store};
@@ -25,17 +27,27 @@ pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub store: Store,
+    pub ledger: Ledger,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    ledger_task: JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting, waits for in-flight requests (bounded by the grace period).
+    /// Stops accepting, waits for in-flight requests (bounded by the grace period), then
+    /// writes every pending cost record.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        self.ledger.flush().await;
+        let pending = self.ledger.depth();
+        if pending > 0 {
+            tracing::warn!(pending, "cost records still settling after shutdown flush");
+        }
+        drop(self.ledger);
+        drop(self.ledger_task);
     }
 }
 
@@ -58,6 +70,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("opening database {}", store::redact_url(&config.database_url)))?;
     let identities = Arc::new(Identities::new(store.clone()));
     let client = forward::build_client(&config).context("building the upstream client")?;
+    let (ledger, ledger_task) = Ledger::start(store.clone(), config.record_queue);
+    let metering = Arc::new(Metering::new(ledger.clone()));
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key).context("loading listener TLS")?),
         None => None,
@@ -75,8 +89,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let signal = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let proxy_state =
-        Arc::new(ProxyState { config: Arc::clone(&config), identities: Arc::clone(&identities), client });
+    let proxy_state = Arc::new(ProxyState {
+        config: Arc::clone(&config),
+        identities: Arc::clone(&identities),
+        client,
+        metering,
+    });
     let admin_state = Arc::new(AdminState {
         store: store.clone(),
         identities: Arc::clone(&identities),
@@ -101,7 +119,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     ));
     let poll_task = tokio::spawn(poll_admin_changes(store.clone(), identities, signal(watch_rx)));
     tracing::info!(%proxy_addr, %admin_addr, database = %store::redact_url(&config.database_url), "tollgate started");
-    Ok(Running { proxy_addr, admin_addr, store, shutdown, tasks: vec![proxy_task, admin_task, poll_task] })
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        store,
+        ledger,
+        shutdown,
+        tasks: vec![proxy_task, admin_task, poll_task],
+        ledger_task,
+    })
 }
 
 /// Invalidates caches when the admin write counter moves (writes from another process).

@@ -38,7 +38,43 @@ struct RawConfig {
     database: RawDatabase,
     auth: RawAuth,
     log: RawLog,
+    pricing: RawPricing,
+    metering: RawMetering,
     providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPricing {
+    file: Option<String>,
+    unknown_model: String,
+    models: Vec<crate::pricing::RawModelPrice>,
+}
+
+impl Default for RawPricing {
+    fn default() -> Self {
+        RawPricing { file: None, unknown_model: "allow".into(), models: Vec::new() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetering {
+    inject_stream_usage: bool,
+    max_json_bytes: usize,
+    max_event_bytes: usize,
+    record_queue: usize,
+}
+
+impl Default for RawMetering {
+    fn default() -> Self {
+        RawMetering {
+            inject_stream_usage: true,
+            max_json_bytes: 8 * 1024 * 1024,
+            max_event_bytes: 1024 * 1024,
+            record_queue: 65_536,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +235,15 @@ pub enum Unmetered {
     Deny,
 }
 
+/// What happens to a request for a model with no price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownModel {
+    /// Forward; record usage with cost 0 and `priced = false`.
+    Allow,
+    /// Refuse with 400 `unknown_model`.
+    Reject,
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -227,6 +272,17 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub providers: Vec<Provider>,
+    /// The price list: shipped (or `pricing.file`) plus `[[pricing.models]]` overrides.
+    pub prices: std::sync::Arc<crate::pricing::PriceList>,
+    pub unknown_model: UnknownModel,
+    /// Add `stream_options.include_usage` to OpenAI chat streams that lack it.
+    pub inject_stream_usage: bool,
+    /// Largest non-streaming JSON body kept for metering (past it: usage unknown).
+    pub max_json_bytes: usize,
+    /// Largest single server-sent event buffered for metering.
+    pub max_event_bytes: usize,
+    /// Cost records that may wait in memory for the database writer.
+    pub record_queue: usize,
 }
 
 impl Config {
@@ -359,6 +415,16 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         other => return Err(invalid("log.format", format!("'{other}' is not human or json"))),
     };
     let providers = validate_providers(raw.providers, env)?;
+    let unknown_model = match raw.pricing.unknown_model.as_str() {
+        "allow" => UnknownModel::Allow,
+        "reject" => UnknownModel::Reject,
+        other => return Err(invalid("pricing.unknown_model", format!("'{other}' is not allow or reject"))),
+    };
+    let prices = load_prices(raw.pricing.file, raw.pricing.models, env)?;
+    let m = raw.metering;
+    if m.max_json_bytes == 0 || m.max_event_bytes == 0 || m.record_queue == 0 {
+        return Err(invalid("metering", "max_json_bytes, max_event_bytes and record_queue must be > 0"));
+    }
     let default_provider = s.default_provider;
     if !providers.iter().any(|p| p.name == default_provider) {
         return Err(invalid(
@@ -389,7 +455,38 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         log_format,
         log_filter: raw.log.filter,
         providers,
+        prices: std::sync::Arc::new(prices),
+        unknown_model,
+        inject_stream_usage: m.inject_stream_usage,
+        max_json_bytes: m.max_json_bytes,
+        max_event_bytes: m.max_event_bytes,
+        record_queue: m.record_queue,
     })
+}
+
+/// The shipped list (or `pricing.file`), then the config's own entries on top.
+fn load_prices(
+    file: Option<String>,
+    models: Vec<crate::pricing::RawModelPrice>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::pricing::PriceList, ConfigError> {
+    let base = match file {
+        Some(f) => {
+            let path = expand_env(&f, "pricing.file", env)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| invalid("pricing.file", format!("cannot read {path}: {e}")))?;
+            crate::pricing::PriceList::from_toml(&text)
+                .map_err(|e| invalid("pricing.file", format!("{path}: {e}")))?
+        }
+        None => crate::pricing::PriceList::shipped()
+            .map_err(|e| invalid("pricing", format!("shipped price list: {e}")))?,
+    };
+    let mut overrides = Vec::with_capacity(models.len());
+    for (i, m) in models.into_iter().enumerate() {
+        let path = format!("pricing.models[{i}]");
+        overrides.push(m.validate(&path).map_err(|e| invalid(&path, e.to_string()))?);
+    }
+    Ok(base.with_overrides(overrides))
 }
 
 /// Configured providers override the built-in ones of the same name; the others stay.

@@ -18,6 +18,8 @@ pub enum ProxyError {
     Revoked(&'static str),
     #[error("{0}")]
     NotFound(String),
+    #[error("model '{0}' has no price and unknown_model = \"reject\"")]
+    UnknownModel(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(u64),
     #[error("provider '{0}' has no api_key configured")]
@@ -39,6 +41,7 @@ impl ProxyError {
             ProxyError::Revoked(_) => StatusCode::FORBIDDEN,
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UnknownModel(_) => StatusCode::BAD_REQUEST,
             ProxyError::ProviderKeyMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -54,6 +57,7 @@ impl ProxyError {
             ProxyError::Revoked(_) => "key_revoked",
             ProxyError::NotFound(_) => "not_found",
             ProxyError::TooLarge(_) => "request_too_large",
+            ProxyError::UnknownModel(_) => "unknown_model",
             ProxyError::ProviderKeyMissing(_) => "provider_not_configured",
             ProxyError::StoreUnavailable => "store_unavailable",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",

@@ -5,24 +5,30 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+pub mod inject;
+pub mod metering;
 pub mod route;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Request, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::config::{AuthMode, Config, Provider, ProviderKind};
+use crate::config::{AuthMode, Config, Provider, ProviderKind, UnknownModel, Unmetered};
 use crate::error::ProxyError;
 use crate::identity::{AuthError, Identities};
 use crate::store::Identity;
-use body::{IdleTimeoutBody, ProxyBody};
+use crate::usage::observer::ObservedBody;
+use crate::usage::{Api, Kind, Meter};
+use body::{full, IdleTimeoutBody, ProxyBody};
 use forward::UpstreamClient;
-use route::Route;
+use metering::{Metering, Pending, RequestFacts};
 
 /// Response header carrying the request id (also the cost record's `request_id`).
 pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
@@ -32,6 +38,7 @@ pub struct ProxyState {
     pub config: Arc<Config>,
     pub identities: Arc<Identities>,
     pub client: UpstreamClient,
+    pub metering: Arc<Metering>,
 }
 
 /// Handles one client request end to end; never fails, errors become responses.
@@ -84,24 +91,148 @@ async fn pipeline(
     request_id: &str,
     kind: &mut ProviderKind,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let started = Instant::now();
+    let created_at = Utc::now();
+    let config = &state.config;
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    let route = route::resolve(&state.config, &path)?;
-    *kind = route.provider.kind;
-    tracing::Span::current().record("provider", route.provider.name.as_str());
+    let route = route::resolve(config, &path)?;
+    let provider = route.provider;
+    *kind = provider.kind;
+    tracing::Span::current().record("provider", provider.name.as_str());
     let mut query = parts.uri.query().map(str::to_owned);
-    let query_key = take_query_key(route.provider, &mut query);
-    let _identity = authenticate(state, &parts.headers, route.provider, query_key.as_deref()).await?;
-    check_declared_length(&parts.headers, state.config.max_request_bytes)?;
-    prepare_headers(&state.config, route.provider, &mut parts.headers)?;
-    parts.uri = route::upstream_uri(route.provider, route.path, query.as_deref())?;
+    let query_key = take_query_key(provider, &mut query);
+    let identity = authenticate(state, &parts.headers, provider, query_key.as_deref()).await?;
+    check_declared_length(&parts.headers, config.max_request_bytes)?;
+    let api = metered_api(provider, &parts.method, route.path);
+    if api.is_none() && config.unmetered == Unmetered::Deny {
+        return Err(ProxyError::NotFound(format!("{} is not a metered endpoint", route.path)));
+    }
+    prepare_headers(config, provider, &mut parts.headers)?;
+    parts.uri = route::upstream_uri(provider, route.path, query.as_deref())?;
     // The upstream hop negotiates its own version (ALPN); the client's does not carry over.
     parts.version = http::Version::HTTP_11;
-    let body = Limited::new(body, state.config.max_request_bytes as usize).boxed();
-    let upstream_request = Request::from_parts(parts, body);
-    let response = forward(state, upstream_request, &route).await?;
-    tracing::debug!(request_id, "upstream answered");
-    Ok(response)
+    let Some(api) = api else {
+        let body = Limited::new(body, config.max_request_bytes as usize).boxed();
+        return forward(state, Request::from_parts(parts, body)).await;
+    };
+
+    let bytes = read_body(body, config.max_request_bytes).await?;
+    let facts = metering::request_facts(api, route.path, &bytes);
+    check_priced(config, provider, &facts)?;
+    let inject = config.inject_stream_usage
+        && provider.kind == ProviderKind::OpenAi
+        && api == Api::ChatCompletions
+        && facts.stream
+        && !facts.include_usage;
+    let (bytes, injected) = match inject.then(|| inject::add_include_usage(&bytes)).flatten() {
+        Some(rewritten) => (rewritten, true),
+        None => (bytes, false),
+    };
+    parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let pending = Pending {
+        request_id: Uuid::parse_str(request_id).unwrap_or_else(|_| Uuid::now_v7()),
+        created_at,
+        started,
+        identity,
+        provider: provider.name.clone(),
+        endpoint: route.path.to_owned(),
+        request_bytes: bytes.len() as u64,
+        facts,
+        prices: Arc::clone(&config.prices),
+        metering: Arc::clone(&state.metering),
+    };
+    let request = Request::from_parts(parts, full(bytes));
+    let response = match forward::send(
+        &state.client,
+        request,
+        config.first_byte_timeout,
+        config.max_request_bytes,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            pending.settle(e.status().as_u16(), None);
+            return Err(e);
+        }
+    };
+    Ok(observe(config, provider, api, response, pending, injected))
+}
+
+/// The metered endpoint a request hits, if any: only POSTs are metered.
+fn metered_api(provider: &Provider, method: &Method, path: &str) -> Option<Api> {
+    if method != Method::POST {
+        return None;
+    }
+    let kind = match provider.kind {
+        ProviderKind::OpenAi => Kind::OpenAi,
+        ProviderKind::Anthropic => Kind::Anthropic,
+        ProviderKind::Gemini => Kind::Gemini,
+    };
+    Api::detect(kind, path)
+}
+
+/// Reads a metered request's body (bounded) so its model and options are known.
+async fn read_body(body: Incoming, max: u64) -> Result<Bytes, ProxyError> {
+    match Limited::new(body, max as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ProxyError::TooLarge(max))
+        }
+        Err(e) => Err(ProxyError::BadRequest(format!("request body could not be read: {e}"))),
+    }
+}
+
+/// With `unknown_model = "reject"`, refuses a model the price list cannot resolve.
+fn check_priced(config: &Config, provider: &Provider, facts: &RequestFacts) -> Result<(), ProxyError> {
+    if config.unknown_model == UnknownModel::Allow {
+        return Ok(());
+    }
+    match &facts.model {
+        Some(model) if config.prices.resolve(&provider.name, model).is_some() => Ok(()),
+        Some(model) => Err(ProxyError::UnknownModel(model.clone())),
+        None => Err(ProxyError::UnknownModel("(none given)".into())),
+    }
+}
+
+/// Wraps a metered response's body so its usage is read as it streams by.
+fn observe(
+    config: &Config,
+    provider: &Provider,
+    api: Api,
+    response: Response<Incoming>,
+    pending: Pending,
+    injected: bool,
+) -> Response<ProxyBody> {
+    let (mut parts, incoming) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    parts.version = http::Version::HTTP_11;
+    let status = parts.status.as_u16();
+    let is_event_stream = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+    let encoding =
+        parts.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let cap = if is_event_stream { config.max_event_bytes } else { config.max_json_bytes };
+    let kind = match provider.kind {
+        ProviderKind::OpenAi => Kind::OpenAi,
+        ProviderKind::Anthropic => Kind::Anthropic,
+        ProviderKind::Gemini => Kind::Gemini,
+    };
+    let meter = Meter::new(kind, api, status, is_event_stream, cap);
+    let on_settle = Box::new(move |observation| pending.settle(status, Some(observation)));
+    let idle = IdleTimeoutBody::new(incoming, config.idle_timeout);
+    let observed = ObservedBody::new(idle, meter, encoding.as_deref(), on_settle);
+    let body = if injected && is_event_stream && encoding.is_none() {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        inject::InjectedUsageFilter::new(observed).boxed()
+    } else {
+        observed.boxed()
+    };
+    Response::from_parts(parts, body)
 }
 
 /// Gemini clients may put their key in `?key=`; it is a credential, never forwarded.
@@ -186,19 +317,14 @@ fn prepare_headers(
     Ok(())
 }
 
-/// Sends upstream and turns the answer into the client's response, body streamed as it comes.
-async fn forward(
-    state: &ProxyState,
-    request: Request<ProxyBody>,
-    route: &Route<'_>,
-) -> Result<Response<ProxyBody>, ProxyError> {
+/// Sends an unmetered request upstream; the answer streams back untouched.
+async fn forward(state: &ProxyState, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
     let config = &state.config;
     let response =
         forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes).await?;
     let (mut parts, incoming) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     parts.version = http::Version::HTTP_11;
-    tracing::debug!(provider = %route.provider.name, status = parts.status.as_u16(), "upstream head");
     let body = IdleTimeoutBody::new(incoming, config.idle_timeout).boxed();
     Ok(Response::from_parts(parts, body))
 }

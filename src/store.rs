@@ -171,3 +171,119 @@ pub struct Patch {
     pub email: Option<Option<String>>,
     pub archived: Option<bool>,
 }
+
+/// How much to trust a cost record's token counts (SPEC §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageSource {
+    /// The provider's final usage.
+    Reported,
+    /// The provider reported usage but the stream ended first: lower bounds.
+    Partial,
+    /// Nothing was reported: tollgate's own estimate.
+    Estimated,
+    /// Nothing to meter (an error response).
+    None,
+}
+
+impl UsageSource {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Reported => "reported",
+            UsageSource::Partial => "partial",
+            UsageSource::Estimated => "estimated",
+            UsageSource::None => "none",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<UsageSource> {
+        [UsageSource::Reported, UsageSource::Partial, UsageSource::Estimated, UsageSource::None]
+            .into_iter()
+            .find(|u| u.as_str() == s)
+    }
+}
+
+/// One row of `ai_cost_records`; field names are the column and API names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CostRecord {
+    pub id: Uuid,
+    pub request_id: Uuid,
+    /// When the request started: it is charged to this time's windows.
+    pub created_at: DateTime<Utc>,
+    pub organization_id: Uuid,
+    pub project_id: Uuid,
+    pub user_id: Uuid,
+    pub api_key_id: Option<Uuid>,
+    pub provider: String,
+    pub model: Option<String>,
+    pub endpoint: String,
+    pub input_tokens: Option<u64>,
+    pub cached_input_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cost_usd: rust_decimal::Decimal,
+    pub status_code: u16,
+    pub latency_ms: u64,
+    pub streamed: bool,
+    pub usage_source: UsageSource,
+    pub priced: bool,
+}
+
+/// Filters for reading cost records and spend.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    pub organization_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub api_key_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub request_id: Option<Uuid>,
+    /// Inclusive lower bound on `created_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on `created_at`.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// How `GET /v1/spend` groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Organization,
+    Project,
+    User,
+    Key,
+    Model,
+    Provider,
+    Day,
+}
+
+impl GroupBy {
+    /// Parses the `group_by` parameter.
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        Some(match s {
+            "organization" => GroupBy::Organization,
+            "project" => GroupBy::Project,
+            "user" => GroupBy::User,
+            "key" => GroupBy::Key,
+            "model" => GroupBy::Model,
+            "provider" => GroupBy::Provider,
+            "day" => GroupBy::Day,
+            _ => return None,
+        })
+    }
+}
+
+/// One line of a spend report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SpendRow {
+    pub group: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cost_usd: rust_decimal::Decimal,
+}

@@ -1,5 +1,7 @@
 //! SQLite backend: WAL, `foreign_keys=ON` on every connection, migrations embedded from
-//! migrations/sqlite, and the identity queries.
+//! migrations/sqlite, and the identity queries (the ledger's queries are in sqlite/records.rs).
+
+mod records;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,6 +44,12 @@ fn map_write_err(entity: &'static str, e: sqlx::Error) -> StoreError {
 fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid, StoreError> {
     let s: String = row.try_get(col)?;
     Uuid::parse_str(&s).map_err(|_| StoreError::Invalid(format!("bad uuid in column {col}")))
+}
+
+fn opt_uuid_col(row: &SqliteRow, col: &str) -> Result<Option<Uuid>, StoreError> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|_| StoreError::Invalid(format!("bad uuid in column {col}"))))
+        .transpose()
 }
 
 fn opt_ts_col(row: &SqliteRow, col: &str) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {

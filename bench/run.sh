@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Throughput and latency of tollgate against a fast mock upstream, with the mock hit
+# directly and through nginx as baselines. See docs/BENCHMARKS.md.
+#
+# Env knobs (defaults in brackets):
+#   DURATION [10s]  CONNECTIONS [64]  WARMUP [2s]  CHUNKS [20] (SSE events per stream)
+#   CHUNK_DELAY_MS [0]  LOG_FILTER [warn] (tollgate's log filter)  TARGETS [direct nginx tollgate]
+#   SCENARIOS [chat chat-stream]  MOCK_PORT [9000]  PROXY_PORT [18080]  ADMIN_PORT [18081]
+#   NGINX_PORT [18082]  KEEP_TMP [0] (1 keeps the temp dir: configs, logs, raw results)
+#   CARGO_TARGET_DIR [target]  SKIP_BUILD [0]
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+WARMUP=${WARMUP:-2s}
+CHUNKS=${CHUNKS:-20}
+CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
+LOG_FILTER=${LOG_FILTER:-warn}
+TARGETS=${TARGETS:-direct nginx tollgate}
+SCENARIOS=${SCENARIOS:-chat chat-stream}
+MOCK_PORT=${MOCK_PORT:-9000}
+PROXY_PORT=${PROXY_PORT:-18080}
+ADMIN_PORT=${ADMIN_PORT:-18081}
+NGINX_PORT=${NGINX_PORT:-18082}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
+PIDS=()
+NGINX_STARTED=0
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [ "$NGINX_STARTED" = 1 ] && [ -f "$TMP/nginx/nginx.pid" ]; then
+        nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" -s stop 2>/dev/null || true
+    fi
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "${KEEP_TMP:-0}" = 1 ] || [ "$status" != 0 ]; then
+        log "kept $TMP (configs, logs, raw results)"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until `url` answers with any HTTP status, or gives up after ~20 s.
+wait_http() {
+    local url=$1 name=$2
+    for _ in $(seq 1 200); do
+        if curl -s -o /dev/null "$url"; then return 0; fi
+        sleep 0.1
+    done
+    log "$name did not come up at $url"
+    return 1
+}
+
+for port in "$MOCK_PORT" "$PROXY_PORT" "$ADMIN_PORT" "$NGINX_PORT"; do
+    port_free "$port" || { log "port $port is already in use"; exit 1; }
+done
+
+# --- load generator ------------------------------------------------------------------
+LOADGEN=oha
+if ! command -v oha >/dev/null; then
+    log "oha not found; installing it with cargo (a few minutes, once)"
+    if ! cargo install oha --locked >"$TMP/oha-install.log" 2>&1; then
+        log "cargo install oha failed (see $TMP/oha-install.log); falling back to wrk"
+        LOADGEN=wrk
+        command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+    fi
+fi
+if [ "$LOADGEN" = oha ]; then
+    # Newer oha spells JSON output --output-format json; older ones -j/--json.
+    if oha --help | grep -q -- '--output-format'; then OHA_JSON=(--output-format json); else OHA_JSON=(-j); fi
+fi
+
+# --- build ---------------------------------------------------------------------------
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building release binaries (first time: several minutes)"
+    cargo build --release --bin tollgate --example mock_upstream
+fi
+
+# --- mock upstream -------------------------------------------------------------------
+"$BIN/examples/mock_upstream" --listen "127.0.0.1:$MOCK_PORT" --chunks "$CHUNKS" \
+    --chunk-delay-ms "$CHUNK_DELAY_MS" >"$TMP/mock.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$MOCK_PORT/v1/models" mock_upstream
+
+# --- tollgate ------------------------------------------------------------------------
+CFG=$TMP/tollgate.toml
+cat >"$CFG" <<EOF
+[server]
+listen = "127.0.0.1:$PROXY_PORT"
+
+[admin]
+listen = "127.0.0.1:$ADMIN_PORT"
+token = "bench-admin-token"
+
+[database]
+url = "sqlite://$TMP/tollgate.db"
+
+[log]
+filter = "$LOG_FILTER"
+
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT"
+api_key = "sk-bench-dummy"
+EOF
+
+TG=("$BIN/tollgate" --config "$CFG")
+"${TG[@]}" migrate >/dev/null
+ORG=$("${TG[@]}" organization create bench-org | cut -f1)
+PROJECT=$("${TG[@]}" project create --org "$ORG" bench-project | cut -f1)
+USER_ID=$("${TG[@]}" user create --org "$ORG" bench-user | cut -f1)
+KEY=$("${TG[@]}" key create --user "$USER_ID" --project "$PROJECT" 2>/dev/null)
+case $KEY in tg_*) ;; *) log "unexpected key output: $KEY"; exit 1 ;; esac
+
+"${TG[@]}" serve >"$TMP/tollgate.log" 2>&1 &
+TOLLGATE_PID=$!
+PIDS+=("$TOLLGATE_PID")
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" tollgate
+wait_http "http://127.0.0.1:$PROXY_PORT/v1/models" tollgate
+
+# --- nginx baseline ------------------------------------------------------------------
+if [[ " $TARGETS " == *" nginx "* ]]; then
+    if ! command -v nginx >/dev/null; then
+        log "installing nginx"
+        apt-get update -qq && apt-get install -y -qq nginx >/dev/null
+    fi
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    upstream mock {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive 256;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+EOF
+    nginx -p "$TMP/nginx/" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log"
+    NGINX_STARTED=1
+    wait_http "http://127.0.0.1:$NGINX_PORT/v1/models" nginx
+fi
+
+# --- load ----------------------------------------------------------------------------
+BODY_CHAT='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Name three prime numbers and say why each is prime."}],"max_tokens":128}'
+BODY_STREAM='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Name three prime numbers and say why each is prime."}],"max_tokens":128}'
+
+url_for() {
+    case $1 in
+        direct) echo "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" ;;
+        nginx) echo "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" ;;
+        tollgate) echo "http://127.0.0.1:$PROXY_PORT/v1/chat/completions" ;;
+    esac
+}
+
+# load DURATION URL BODY OUT: one run, raw result in OUT.
+load() {
+    local duration=$1 url=$2 body=$3 out=$4
+    if [ "$LOADGEN" = oha ]; then
+        oha --no-tui "${OHA_JSON[@]}" -z "$duration" -c "$CONNECTIONS" -m POST \
+            -H "authorization: Bearer $KEY" -T application/json -d "$body" "$url" >"$out"
+    else
+        cat >"$TMP/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = os.getenv("WRK_BODY")
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_KEY")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"wrk":true,"rps":%f,"p50":%f,"p99":%f,"requests":%d,"non2xx":%d,"errors":%d}\n',
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
+end
+EOF
+        WRK_BODY=$body WRK_KEY=$KEY wrk -t2 -c "$CONNECTIONS" -d "$duration" -s "$TMP/post.lua" "$url" \
+            | grep '^{"wrk"' >"$out"
+    fi
+}
+
+mkdir -p "$TMP/results"
+log "load: $LOADGEN, $CONNECTIONS connections, $DURATION per run (+$WARMUP warm-up), $CHUNKS SSE events per stream"
+for scenario in $SCENARIOS; do
+    case $scenario in
+        chat) body=$BODY_CHAT ;;
+        chat-stream) body=$BODY_STREAM ;;
+        *) log "unknown scenario $scenario"; exit 1 ;;
+    esac
+    for target in $TARGETS; do
+        url=$(url_for "$target")
+        curl -sf -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' -d "$body" "$url" \
+            || { log "$scenario via $target: probe request failed"; exit 1; }
+        log "$scenario via $target"
+        [ "$WARMUP" = 0 ] || load "$WARMUP" "$url" "$body" "$TMP/results/warmup.json"
+        load "$DURATION" "$url" "$body" "$TMP/results/$scenario.$target.json"
+    done
+done
+
+if ! kill -0 "$TOLLGATE_PID" 2>/dev/null; then
+    log "tollgate exited during the run; its log:"
+    tail -n 50 "$TMP/tollgate.log" >&2
+    exit 1
+fi
+if grep -qiE 'panick|ERROR' "$TMP/tollgate.log"; then
+    log "tollgate logged errors:"
+    grep -iE 'panick|ERROR' "$TMP/tollgate.log" | sort | uniq -c | sort -rn | head -n 20 >&2
+fi
+
+# --- report --------------------------------------------------------------------------
+python3 - "$TMP/results" "$SCENARIOS" "$TARGETS" <<'EOF'
+import json, os, sys
+
+results, scenarios, targets = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+
+def parse(path):
+    with open(path) as f:
+        d = json.load(f)
+    if d.get("wrk"):
+        return d["rps"], d["p50"], d["p99"], d["requests"] - d["non2xx"], d["non2xx"] + d["errors"]
+    codes = {int(k): v for k, v in (d.get("statusCodeDistribution") or {}).items()}
+    ok = sum(v for k, v in codes.items() if 200 <= k < 300)
+    # Requests cut off by the deadline are reported as errors by oha; they are not failures.
+    errors = {k: v for k, v in (d.get("errorDistribution") or {}).items() if "deadline" not in k}
+    bad = sum(v for k, v in codes.items() if not 200 <= k < 300) + sum(errors.values())
+    lat = d.get("latencyPercentiles") or {}
+    ms = lambda v: (v or 0) * 1000
+    return d["summary"]["requestsPerSec"], ms(lat.get("p50")), ms(lat.get("p99")), ok, bad
+
+rows = []
+for s in scenarios:
+    direct = None
+    for t in targets:
+        path = os.path.join(results, f"{s}.{t}.json")
+        if not os.path.exists(path):
+            continue
+        rps, p50, p99, ok, bad = parse(path)
+        if t == "direct":
+            direct = rps
+        ratio = f"{rps / direct:.2f}" if direct else "-"
+        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio, f"{ok:,}", str(bad)))
+
+head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "vs direct", "2xx", "failed")
+widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
+print(line(head))
+print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+for r in rows:
+    print(line(r))
+EOF

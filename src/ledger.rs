@@ -1,0 +1,155 @@
+//! The ledger: settled requests become cost records through a bounded queue, written in
+//! batches off the request path by one task, flushed on shutdown. A failing database
+//! keeps the batch and retries with backoff instead of dropping it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::store::{CostRecord, Store, StoreError};
+
+/// Records written per transaction at most.
+const MAX_BATCH: usize = 512;
+/// Longest wait between retries of a failing write.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+enum Msg {
+    Record(Box<CostRecord>),
+    /// Acknowledged once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, cloned into every request that settles.
+#[derive(Clone)]
+pub struct Ledger {
+    tx: mpsc::Sender<Msg>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("depth", &self.depth()).finish()
+    }
+}
+
+impl Ledger {
+    /// Starts the writer task over `store` with a queue of `capacity` records.
+    pub fn start(store: Store, capacity: usize) -> (Ledger, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(writer(store, rx, Arc::clone(&depth)));
+        (Ledger { tx, depth }, task)
+    }
+
+    /// Queues a record without waiting; when the queue is full the record waits in a
+    /// task of its own rather than stalling the response or being dropped.
+    pub fn record(&self, record: CostRecord) {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                tracing::warn!("cost record queue full; record waits for room");
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(msg).await.is_err() {
+                        tracing::error!("ledger stopped before a queued cost record could be written");
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(Msg::Record(r))) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(request_id = %r.request_id, "ledger stopped; cost record not written");
+            }
+            Err(mpsc::error::TrySendError::Closed(Msg::Flush(_))) => {}
+        }
+    }
+
+    /// Records queued and not yet written.
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued before this call is written.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsize>) {
+    let mut batch: Vec<CostRecord> = Vec::with_capacity(MAX_BATCH);
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(r) => batch.push(*r),
+                Msg::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            write_with_retry(&store, &batch).await;
+            depth.fetch_sub(batch.len(), Ordering::Relaxed);
+            batch.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes a batch, retrying transient failures; a record the database refuses for good
+/// (a constraint it breaks) is isolated and logged so it cannot block the others.
+async fn write_with_retry(store: &Store, batch: &[CostRecord]) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.insert_cost_records(batch).await {
+            Ok(_) => return,
+            Err(StoreError::Database(sqlx::Error::Database(e)))
+                if e.is_foreign_key_violation() || e.is_check_violation() =>
+            {
+                for record in batch {
+                    write_one(store, record).await;
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn write_one(store: &Store, record: &CostRecord) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.insert_cost_records(std::slice::from_ref(record)).await {
+            Ok(_) => return,
+            Err(StoreError::Database(sqlx::Error::Database(e)))
+                if e.is_foreign_key_violation() || e.is_check_violation() =>
+            {
+                tracing::error!(
+                    error = %e, request_id = %record.request_id, cost_usd = %record.cost_usd,
+                    user_id = %record.user_id, project_id = %record.project_id,
+                    "cost record refused by the database (owner deleted mid-request?)"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "writing a cost record failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Per-request metering: what the request body says (model, streaming, usage option),
+//! and the settle step that prices what the observer saw and hands exactly one cost
+//! record to the ledger.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashSet;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::ledger::Ledger;
+use crate::pricing::PriceList;
+use crate::store::{CostRecord, Identity, UsageSource};
+use crate::usage::observer::{End, Observation};
+use crate::usage::{Api, Usage};
+
+/// The few request fields metering needs; everything else in the body is ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    pub model: Option<String>,
+    pub stream: bool,
+    /// `stream_options.include_usage` was already true.
+    pub include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct RawFacts {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+    #[serde(default)]
+    stream: Option<serde_json::Value>,
+    #[serde(default)]
+    stream_options: Option<serde_json::Value>,
+}
+
+/// Reads the facts from a request body and path; a body that is not JSON yields none.
+pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
+    let raw: Option<RawFacts> = serde_json::from_slice(body).ok();
+    let (mut model, stream, include_usage) = match raw {
+        Some(r) => (
+            r.model.and_then(|m| m.as_str().map(str::to_owned)),
+            r.stream.and_then(|s| s.as_bool()).unwrap_or(false),
+            r.stream_options
+                .and_then(|o| o.get("include_usage").and_then(serde_json::Value::as_bool))
+                .unwrap_or(false),
+        ),
+        None => (None, false, false),
+    };
+    let gemini = matches!(api, Api::GenerateContent | Api::StreamGenerateContent | Api::EmbedContent);
+    if gemini {
+        // Gemini names the model in the path: .../models/{model}:generateContent
+        model = path
+            .rsplit_once("/models/")
+            .and_then(|(_, rest)| rest.split_once(':'))
+            .map(|(m, _)| m.to_owned())
+            .or(model);
+    }
+    RequestFacts { model, stream: stream || api == Api::StreamGenerateContent, include_usage }
+}
+
+/// Shared metering state: the ledger and the once-per-model warning set.
+pub struct Metering {
+    pub ledger: Ledger,
+    warned_unpriced: DashSet<String>,
+}
+
+impl Metering {
+    /// Metering that writes through `ledger`.
+    pub fn new(ledger: Ledger) -> Metering {
+        Metering { ledger, warned_unpriced: DashSet::new() }
+    }
+
+    fn warn_unpriced(&self, provider: &str, model: &str) {
+        if self.warned_unpriced.insert(format!("{provider}/{model}")) {
+            tracing::warn!(
+                provider,
+                model,
+                "no price for model; recording usage with cost 0 (priced = false)"
+            );
+        }
+    }
+}
+
+/// A forwarded metered request waiting for its response to settle.
+pub struct Pending {
+    pub request_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub started: Instant,
+    pub identity: Arc<Identity>,
+    pub provider: String,
+    pub endpoint: String,
+    pub facts: RequestFacts,
+    pub request_bytes: u64,
+    pub prices: Arc<PriceList>,
+    pub metering: Arc<Metering>,
+}
+
+impl Pending {
+    /// Prices and records the outcome; `observation` is `None` when no response came.
+    pub fn settle(self, status: u16, observation: Option<Observation>) {
+        let record = self.record(status, observation.as_ref());
+        self.metering.ledger.record(record);
+    }
+
+    fn record(&self, status: u16, observation: Option<&Observation>) -> CostRecord {
+        let success = (200..300).contains(&status);
+        let metered = observation.map(|o| &o.metered);
+        let reported = metered.and_then(|m| m.usage);
+        let (usage, source) = match (reported, metered) {
+            (Some(u), Some(m)) if m.complete => (Some(u), UsageSource::Reported),
+            (Some(u), Some(_)) => (Some(u), UsageSource::Partial),
+            (None, Some(_)) if success => (Some(self.estimate(observation)), UsageSource::Estimated),
+            _ => (None, UsageSource::None),
+        };
+        let model = metered.and_then(|m| m.model.clone()).or_else(|| self.facts.model.clone());
+        let price = model.as_deref().and_then(|m| self.prices.resolve(&self.provider, m));
+        if price.is_none() {
+            if let (Some(m), Some(_)) = (&model, usage) {
+                self.metering.warn_unpriced(&self.provider, m);
+            }
+        }
+        let cost = match (price.as_ref(), usage) {
+            (Some(p), Some(u)) => p.price.cost(&u),
+            _ => Decimal::ZERO,
+        };
+        if observation.is_some_and(|o| o.end != End::Complete) {
+            tracing::info!(request_id = %self.request_id, usage_source = source.as_str(), "response ended early");
+        }
+        let field = |f: fn(&Usage) -> u64| usage.map(|u| f(&u));
+        CostRecord {
+            id: Uuid::now_v7(),
+            request_id: self.request_id,
+            created_at: self.created_at,
+            organization_id: self.identity.organization_id,
+            project_id: self.identity.project_id,
+            user_id: self.identity.user_id,
+            api_key_id: self.identity.api_key_id,
+            provider: self.provider.clone(),
+            model,
+            endpoint: self.endpoint.clone(),
+            input_tokens: field(|u| u.input_tokens),
+            cached_input_tokens: field(|u| u.cached_input_tokens),
+            cache_write_tokens: field(|u| u.cache_write_tokens),
+            output_tokens: field(|u| u.output_tokens),
+            reasoning_tokens: field(|u| u.reasoning_tokens),
+            cost_usd: cost,
+            status_code: status,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            streamed: self.facts.stream,
+            usage_source: source,
+            priced: price.is_some(),
+        }
+    }
+
+    /// tollgate's own estimate when the provider reported nothing: input from the request
+    /// size (about four bytes a token), output one token per streamed event, or from the
+    /// body size for a JSON answer.
+    fn estimate(&self, observation: Option<&Observation>) -> Usage {
+        let (events, bytes) = observation.map(|o| (o.metered.events, o.bytes)).unwrap_or((0, 0));
+        Usage {
+            input_tokens: self.request_bytes.div_ceil(4),
+            output_tokens: if events > 0 { events } else { bytes.div_ceil(4) },
+            ..Usage::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_come_from_the_body_or_the_gemini_path() {
+        let f = request_facts(
+            Api::ChatCompletions,
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
+        );
+        assert_eq!(f, RequestFacts { model: Some("gpt-4o".into()), stream: true, include_usage: true });
+        let f = request_facts(Api::ChatCompletions, "/v1/chat/completions", b"not json");
+        assert_eq!(f, RequestFacts::default());
+        let f = request_facts(
+            Api::StreamGenerateContent,
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            b"{}",
+        );
+        assert_eq!(f.model.as_deref(), Some("gemini-2.5-flash"));
+        assert!(f.stream);
+        let f = request_facts(Api::Messages, "/v1/messages", br#"{"model":7,"stream":"yes"}"#);
+        assert_eq!(f, RequestFacts::default());
+    }
+}

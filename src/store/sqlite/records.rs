@@ -1,0 +1,278 @@
+//! The ledger's side of the SQLite store: batched cost-record inserts that update the
+//! spend-window counters in the same transaction, and the read side (records, spend).
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+
+use chrono::Utc;
+use futures_util::TryStreamExt;
+use rust_decimal::Decimal;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+use super::{opt_uuid_col, ts_col, uuid_col, SqliteStore};
+use crate::store::{
+    ts, CostRecord, GroupBy, Page, PageRequest, RecordFilter, SpendRow, StoreError, UsageSource,
+};
+use crate::window::Period;
+
+/// The three scopes a record counts against, as (scope name, id).
+fn scopes(r: &CostRecord) -> [(&'static str, Uuid); 3] {
+    [("organization", r.organization_id), ("project", r.project_id), ("user", r.user_id)]
+}
+
+fn to_i64(n: Option<u64>) -> Option<i64> {
+    n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn decimal_col(row: &SqliteRow, col: &str) -> Result<Decimal, StoreError> {
+    let s: String = row.try_get(col)?;
+    Decimal::from_str(&s).map_err(|_| StoreError::Invalid(format!("bad decimal in column {col}: {s}")))
+}
+
+fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = row.try_get(col)?;
+    Ok(v.map(|n| u64::try_from(n).unwrap_or(0)))
+}
+
+fn cost_record(row: &SqliteRow) -> Result<CostRecord, StoreError> {
+    let source: String = row.try_get("usage_source")?;
+    Ok(CostRecord {
+        id: uuid_col(row, "id")?,
+        request_id: uuid_col(row, "request_id")?,
+        created_at: ts_col(row, "created_at")?,
+        organization_id: uuid_col(row, "organization_id")?,
+        project_id: uuid_col(row, "project_id")?,
+        user_id: uuid_col(row, "user_id")?,
+        api_key_id: opt_uuid_col(row, "api_key_id")?,
+        provider: row.try_get("provider")?,
+        model: row.try_get("model")?,
+        endpoint: row.try_get("endpoint")?,
+        input_tokens: opt_u64(row, "input_tokens")?,
+        cached_input_tokens: opt_u64(row, "cached_input_tokens")?,
+        cache_write_tokens: opt_u64(row, "cache_write_tokens")?,
+        output_tokens: opt_u64(row, "output_tokens")?,
+        reasoning_tokens: opt_u64(row, "reasoning_tokens")?,
+        cost_usd: decimal_col(row, "cost_usd")?,
+        status_code: u16::try_from(row.try_get::<i64, _>("status_code")?).unwrap_or(0),
+        latency_ms: u64::try_from(row.try_get::<i64, _>("latency_ms")?).unwrap_or(0),
+        streamed: row.try_get::<i64, _>("streamed")? != 0,
+        usage_source: UsageSource::parse(&source)
+            .ok_or_else(|| StoreError::Invalid(format!("bad usage_source {source}")))?,
+        priced: row.try_get::<i64, _>("priced")? != 0,
+    })
+}
+
+/// Appends the filter's conditions (all range or equality predicates on raw columns).
+fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
+    q.push(" WHERE 1 = 1");
+    let eq = |q: &mut QueryBuilder<'_, Sqlite>, col: &str, v: Option<String>| {
+        if let Some(v) = v {
+            q.push(format!(" AND {col} = ")).push_bind(v);
+        }
+    };
+    eq(q, "organization_id", f.organization_id.map(|v| v.to_string()));
+    eq(q, "project_id", f.project_id.map(|v| v.to_string()));
+    eq(q, "user_id", f.user_id.map(|v| v.to_string()));
+    eq(q, "api_key_id", f.api_key_id.map(|v| v.to_string()));
+    eq(q, "request_id", f.request_id.map(|v| v.to_string()));
+    eq(q, "model", f.model.clone());
+    eq(q, "provider", f.provider.clone());
+    if let Some(from) = f.from {
+        q.push(" AND created_at >= ").push_bind(ts(from));
+    }
+    if let Some(to) = f.to {
+        q.push(" AND created_at < ").push_bind(ts(to));
+    }
+}
+
+impl SqliteStore {
+    /// Inserts a batch in one transaction; a request id already present is skipped (so a
+    /// retried write cannot double-count) and only new rows move the spend counters.
+    /// Returns how many rows were new.
+    pub async fn insert_cost_records(&self, batch: &[CostRecord]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut deltas: HashMap<(&'static str, Uuid, Period, String), (Decimal, i64)> = HashMap::new();
+        let mut inserted = 0;
+        for r in batch {
+            let done = sqlx::query(
+                "INSERT INTO ai_cost_records (id, request_id, created_at, organization_id, project_id, user_id,
+                    api_key_id, provider, model, endpoint, input_tokens, cached_input_tokens, cache_write_tokens,
+                    output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (request_id) DO NOTHING",
+            )
+            .bind(r.id.to_string())
+            .bind(r.request_id.to_string())
+            .bind(ts(r.created_at))
+            .bind(r.organization_id.to_string())
+            .bind(r.project_id.to_string())
+            .bind(r.user_id.to_string())
+            .bind(r.api_key_id.map(|k| k.to_string()))
+            .bind(&r.provider)
+            .bind(r.model.as_deref())
+            .bind(&r.endpoint)
+            .bind(to_i64(r.input_tokens))
+            .bind(to_i64(r.cached_input_tokens))
+            .bind(to_i64(r.cache_write_tokens))
+            .bind(to_i64(r.output_tokens))
+            .bind(to_i64(r.reasoning_tokens))
+            .bind(r.cost_usd.normalize().to_string())
+            .bind(i64::from(r.status_code))
+            .bind(to_i64(Some(r.latency_ms)))
+            .bind(r.streamed)
+            .bind(r.usage_source.as_str())
+            .bind(r.priced)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            inserted += 1;
+            for (scope, id) in scopes(r) {
+                for period in Period::ALL {
+                    let key = (scope, id, period, ts(period.start(r.created_at)));
+                    let entry = deltas.entry(key).or_insert((Decimal::ZERO, 0));
+                    entry.0 += r.cost_usd;
+                    entry.1 += 1;
+                }
+            }
+        }
+        let now = ts(Utc::now());
+        for ((scope, id, period, window_start), (cost, requests)) in deltas {
+            let current: Option<String> = sqlx::query_scalar(
+                "SELECT spent_usd FROM ai_spend_windows WHERE scope_id = ? AND period = ? AND window_start = ?",
+            )
+            .bind(id.to_string())
+            .bind(period.as_str())
+            .bind(&window_start)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match current {
+                Some(spent) => {
+                    let spent = Decimal::from_str(&spent)
+                        .map_err(|_| StoreError::Invalid(format!("bad spent_usd {spent}")))?;
+                    sqlx::query(
+                        "UPDATE ai_spend_windows SET spent_usd = ?, requests = requests + ?, updated_at = ?
+                         WHERE scope_id = ? AND period = ? AND window_start = ?",
+                    )
+                    .bind((spent + cost).normalize().to_string())
+                    .bind(requests)
+                    .bind(&now)
+                    .bind(id.to_string())
+                    .bind(period.as_str())
+                    .bind(&window_start)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    let sql = format!(
+                        "INSERT INTO ai_spend_windows (scope, {scope}_id, period, window_start, spent_usd, requests, updated_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    );
+                    sqlx::query(&sql)
+                        .bind(scope)
+                        .bind(id.to_string())
+                        .bind(period.as_str())
+                        .bind(&window_start)
+                        .bind(cost.normalize().to_string())
+                        .bind(requests)
+                        .bind(&now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Spend of one scope in one window, from the counter table.
+    pub async fn window_spend(
+        &self,
+        scope_id: Uuid,
+        period: Period,
+        window_start: chrono::DateTime<Utc>,
+    ) -> Result<Decimal, StoreError> {
+        let spent: Option<String> = sqlx::query_scalar(
+            "SELECT spent_usd FROM ai_spend_windows WHERE scope_id = ? AND period = ? AND window_start = ?",
+        )
+        .bind(scope_id.to_string())
+        .bind(period.as_str())
+        .bind(ts(window_start))
+        .fetch_optional(&self.pool)
+        .await?;
+        match spent {
+            Some(s) => Decimal::from_str(&s).map_err(|_| StoreError::Invalid(format!("bad spent_usd {s}"))),
+            None => Ok(Decimal::ZERO),
+        }
+    }
+
+    /// Cost records matching `filter`, oldest first, paged by id (ids are time-ordered).
+    pub async fn list_cost_records(
+        &self,
+        filter: &RecordFilter,
+        page: &PageRequest,
+    ) -> Result<Page<CostRecord>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM ai_cost_records");
+        push_filter(&mut q, filter);
+        if let Some(c) = page.cursor {
+            q.push(" AND id > ").push_bind(c.to_string());
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(i64::from(page.limit()) + 1);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(cost_record).collect::<Result<Vec<_>, _>>()?;
+        let limit = page.limit() as usize;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| r.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { data: items, next_cursor })
+    }
+
+    /// Spend grouped as asked; sums are exact (Decimal in Rust, never SQL REAL).
+    pub async fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Result<Vec<SpendRow>, StoreError> {
+        let key_col = match group_by {
+            GroupBy::Organization => "organization_id",
+            GroupBy::Project => "project_id",
+            GroupBy::User => "user_id",
+            GroupBy::Key => "api_key_id",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Day => "created_at",
+        };
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {key_col} AS grp, input_tokens, output_tokens, cost_usd FROM ai_cost_records"
+        ));
+        push_filter(&mut q, filter);
+        let mut groups: BTreeMap<Option<String>, SpendRow> = BTreeMap::new();
+        let mut rows = q.build().fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            let mut group: Option<String> = row.try_get("grp")?;
+            if group_by == GroupBy::Day {
+                group = group.map(|g| g.chars().take(10).collect());
+            }
+            let entry = groups.entry(group.clone()).or_insert_with(|| SpendRow {
+                group,
+                requests: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_usd: Decimal::ZERO,
+            });
+            entry.requests += 1;
+            entry.input_tokens += opt_u64(&row, "input_tokens")?.unwrap_or(0);
+            entry.output_tokens += opt_u64(&row, "output_tokens")?.unwrap_or(0);
+            entry.cost_usd += decimal_col(&row, "cost_usd")?;
+        }
+        Ok(groups
+            .into_values()
+            .map(|mut r| {
+                r.cost_usd = r.cost_usd.normalize();
+                r
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,259 @@
+//! Token metering: turns a provider's response body, as it streams by, into normalized [`Usage`].
+//!
+//! The proxy creates one [`Meter`] per metered response and hands it every body slice in order;
+//! [`Meter::finish`] settles what was seen into a [`Metered`]. Nothing here does I/O or holds the
+//! body: a JSON body is kept only up to a cap, and an event stream only ever holds the event being
+//! received.
+//!
+//! * [`sse`]: the WHATWG event-stream framer (line ends, comments, multi-line data, partial input).
+//! * `json`: lenient JSON field types, so one odd field costs that field and not the payload.
+//! * `openai`, `anthropic`, `gemini`: where each wire family reports usage and how it maps
+//!   onto [`Usage`].
+//!
+//! Every provider is normalized to "inclusive totals + subsets": `input_tokens` counts every input
+//! token (cache reads and writes included), `output_tokens` every output token (reasoning
+//! included), and the other fields are parts of those two.
+
+mod anthropic;
+mod decode;
+mod gemini;
+mod json;
+pub mod observer;
+mod openai;
+pub mod sse;
+
+#[cfg(test)]
+mod tests;
+
+/// Provider wire family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// OpenAI and every OpenAI-compatible API (Azure, Groq, Mistral, DeepSeek, OpenRouter, ...).
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini (Developer API and Vertex AI).
+    Gemini,
+}
+
+/// Which metered endpoint a request hits, decided from the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI `/chat/completions`.
+    ChatCompletions,
+    /// OpenAI legacy `/completions`.
+    Completions,
+    /// OpenAI `/responses`.
+    Responses,
+    /// OpenAI `/embeddings`.
+    Embeddings,
+    /// Anthropic `/v1/messages`.
+    Messages,
+    /// Gemini `models/{model}:generateContent`.
+    GenerateContent,
+    /// Gemini `models/{model}:streamGenerateContent`.
+    StreamGenerateContent,
+    /// Gemini `models/{model}:embedContent`.
+    EmbedContent,
+}
+
+impl Api {
+    /// The metered endpoint behind an upstream-relative `path`, or `None` for unmetered paths.
+    pub fn detect(kind: Kind, path: &str) -> Option<Api> {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let mut segments = path.split('/').filter(|s| !s.is_empty()).rev();
+        let last = segments.next()?;
+        let prev = segments.next();
+        match kind {
+            Kind::OpenAi => match (prev, last) {
+                // Azure's deployment name is user-chosen and may itself be "chat".
+                (Some("chat"), "completions") if segments.next() != Some("deployments") => {
+                    Some(Api::ChatCompletions)
+                }
+                (_, "completions") => Some(Api::Completions),
+                (_, "responses") => Some(Api::Responses),
+                (_, "embeddings") => Some(Api::Embeddings),
+                _ => None,
+            },
+            Kind::Anthropic => (last == "messages").then_some(Api::Messages),
+            Kind::Gemini => match last.rsplit_once(':')?.1 {
+                "generateContent" => Some(Api::GenerateContent),
+                "streamGenerateContent" => Some(Api::StreamGenerateContent),
+                "embedContent" => Some(Api::EmbedContent),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Normalized token counts of one response (inclusive totals plus their subsets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Every input token: uncached + read from cache + written to cache (+ Gemini tool-use prompt).
+    pub input_tokens: u64,
+    /// Part of `input_tokens` read from a prompt cache.
+    pub cached_input_tokens: u64,
+    /// Part of `input_tokens` written to a prompt cache.
+    pub cache_write_tokens: u64,
+    /// Part of `cache_write_tokens` written with a 1-hour TTL (Anthropic), priced apart.
+    pub cache_write_1h_tokens: u64,
+    /// Every output token, reasoning/thinking included.
+    pub output_tokens: u64,
+    /// Part of `output_tokens` spent on reasoning/thinking.
+    pub reasoning_tokens: u64,
+}
+
+/// What a [`Meter`] learned from one response body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Metered {
+    /// Model as reported by the response (dated snapshot, `modelVersion`, router slug).
+    pub model: Option<String>,
+    /// Last usage the provider reported; `None` when it reported none or it could not be read.
+    pub usage: Option<Usage>,
+    /// The terminal usage was seen; `false` with `usage` set means the values are lower bounds.
+    pub complete: bool,
+    /// Non-2xx status, or an error delivered inside a 2xx body.
+    pub upstream_error: bool,
+    /// The buffer cap was exceeded, so usage is unknown.
+    pub overflowed: bool,
+    /// Server-sent events seen (for estimating output when nothing was reported).
+    pub events: u64,
+}
+
+/// Watches one response body go by and extracts its usage; fed every slice in order.
+#[derive(Debug)]
+pub struct Meter {
+    decoder: Decoder,
+    body: Body,
+    tally: Tally,
+    status: u16,
+}
+
+impl Meter {
+    /// A meter for one response; `cap_bytes` bounds what it buffers (a JSON body, or one event).
+    pub fn new(kind: Kind, api: Api, status: u16, is_event_stream: bool, cap_bytes: usize) -> Meter {
+        Meter {
+            decoder: Decoder::new(kind, api),
+            body: if is_event_stream {
+                Body::Sse(sse::Framer::new(cap_bytes))
+            } else {
+                Body::Json { buf: Vec::new(), cap: cap_bytes, overflowed: false }
+            },
+            tally: Tally::default(),
+            status,
+        }
+    }
+
+    /// Observes the next slice of the (decoded) response body.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let Meter { decoder, body, tally, .. } = self;
+        match body {
+            Body::Sse(framer) => framer.feed(bytes, &mut |event| {
+                tally.events += 1;
+                decoder.event(event, tally)
+            }),
+            Body::Json { buf, cap, overflowed } => {
+                if *overflowed {
+                    return;
+                }
+                if buf.len().saturating_add(bytes.len()) > *cap {
+                    *overflowed = true;
+                    *buf = Vec::new();
+                    return;
+                }
+                buf.extend_from_slice(bytes);
+            }
+        }
+    }
+
+    /// Settles the response at the end of its body (or when it was cut short).
+    pub fn finish(self) -> Metered {
+        let Meter { mut decoder, body, mut tally, status } = self;
+        // An SSE event still open here was never terminated: it is dropped with the framer.
+        let overflowed = match body {
+            Body::Sse(framer) => framer.overflowed(),
+            Body::Json { buf, overflowed, .. } => {
+                if !overflowed {
+                    decoder.body(&buf, &mut tally);
+                }
+                overflowed
+            }
+        };
+        let usage = if overflowed { None } else { tally.usage };
+        Metered {
+            model: tally.model,
+            complete: tally.complete && usage.is_some(),
+            usage,
+            upstream_error: tally.upstream_error || !(200..300).contains(&status),
+            overflowed,
+            events: tally.events,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Body {
+    Sse(sse::Framer),
+    Json { buf: Vec<u8>, cap: usize, overflowed: bool },
+}
+
+/// What the decoders have established so far; each provider module writes into it.
+#[derive(Debug, Default)]
+struct Tally {
+    model: Option<String>,
+    usage: Option<Usage>,
+    /// The provider's terminal usage report was seen.
+    complete: bool,
+    upstream_error: bool,
+    /// Events dispatched by the SSE framer.
+    events: u64,
+}
+
+impl Tally {
+    /// Records the response's model unless one is known; empty names (Azure's first chunk) never count.
+    fn offer_model(&mut self, model: json::Text) {
+        if self.model.is_none() {
+            self.model = model.0.filter(|m| !m.is_empty());
+        }
+    }
+}
+
+/// The per-family decoder; the API, not the provider kind, fixes the wire format.
+#[derive(Debug)]
+enum Decoder {
+    OpenAi(openai::Decoder),
+    Anthropic(anthropic::Decoder),
+    Gemini(gemini::Decoder),
+}
+
+impl Decoder {
+    fn new(_kind: Kind, api: Api) -> Decoder {
+        // `kind` is not consulted: an Anthropic- or Gemini-kind provider answering on an
+        // OpenAI-shaped compatibility endpoint still speaks the OpenAI format.
+        match api {
+            Api::ChatCompletions | Api::Completions | Api::Embeddings | Api::Responses => {
+                Decoder::OpenAi(openai::Decoder::new(api))
+            }
+            Api::Messages => Decoder::Anthropic(anthropic::Decoder::default()),
+            Api::GenerateContent | Api::StreamGenerateContent | Api::EmbedContent => {
+                Decoder::Gemini(gemini::Decoder)
+            }
+        }
+    }
+
+    fn event(&mut self, event: sse::Event<'_>, tally: &mut Tally) {
+        match self {
+            Decoder::OpenAi(d) => d.event(event, tally),
+            Decoder::Anthropic(d) => d.event(event, tally),
+            Decoder::Gemini(d) => d.event(event, tally),
+        }
+    }
+
+    fn body(&mut self, body: &[u8], tally: &mut Tally) {
+        match self {
+            Decoder::OpenAi(d) => d.body(body, tally),
+            Decoder::Anthropic(d) => d.body(body, tally),
+            Decoder::Gemini(d) => d.body(body, tally),
+        }
+    }
+}
