@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod metering;
 mod proxy;
 mod shutdown;
 mod support;

@@ -194,31 +194,21 @@ pub async fn spawn_app_with(mock: Mock, extra: &str) -> TestApp {
     spawn_app_with_server_extra_and(mock, "", extra).await
 }
 
+/// A tollgate whose only providers are the given TOML (`MOCK` is replaced by the mock's URL).
+pub async fn spawn_app_with_providers(mock: Mock, providers: &str) -> TestApp {
+    let providers = providers.replace("MOCK", &mock.url());
+    start_app(mock, "", &providers).await
+}
+
 /// Like [`spawn_app_with`], with extra lines inside `[server]`.
 pub async fn spawn_app_with_server_extra(mock: Mock, server_extra: &str) -> TestApp {
     spawn_app_with_server_extra_and(mock, server_extra, "").await
 }
 
 async fn spawn_app_with_server_extra_and(mock: Mock, server_extra: &str, extra: &str) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("tollgate.db");
     let url = mock.url();
-    let text = format!(
+    let providers = format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-connect_timeout_ms = 2000
-first_byte_timeout_ms = 3000
-shutdown_grace_ms = 5000
-{server_extra}
-[admin]
-listen = "127.0.0.1:0"
-token = "{ADMIN_TOKEN}"
-[database]
-url = "sqlite://{db}"
-[log]
-filter = "warn"
-
 [[providers]]
 name = "openai"
 kind = "openai"
@@ -241,6 +231,30 @@ base_url = "{url}/openai/deployments/gpt4o?api-version=2024-10-21"
 api_key = "az-upstream"
 auth_header = "api-key"
 {extra}
+"#
+    );
+    start_app(mock, server_extra, &providers).await
+}
+
+async fn start_app(mock: Mock, server_extra: &str, providers: &str) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tollgate.db");
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+connect_timeout_ms = 2000
+first_byte_timeout_ms = 3000
+shutdown_grace_ms = 5000
+{server_extra}
+[admin]
+listen = "127.0.0.1:0"
+token = "{ADMIN_TOKEN}"
+[database]
+url = "sqlite://{db}"
+[log]
+filter = "warn"
+{providers}
 "#,
         db = db.display(),
     );

@@ -1,0 +1,383 @@
+//! Metering end to end: every corpus case replayed through the running proxy from the
+//! mock upstream in random slices, the recorded tokens and cost compared exactly; one
+//! record per request under every way a request can end; stream usage injection; gzip.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tollgate::store::{CostRecord, RecordFilter, UsageSource};
+
+use crate::support::*;
+
+fn corpus_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/public")
+}
+
+/// Waits (bounded) for the request's cost record to be written, then returns it.
+pub async fn record_for(app: &TestApp, request_id: &str) -> CostRecord {
+    let store = &app.running.as_ref().unwrap().store;
+    let filter =
+        RecordFilter { request_id: Some(uuid::Uuid::parse_str(request_id).unwrap()), ..Default::default() };
+    for _ in 0..500 {
+        let page = store.list_cost_records(&filter, &Default::default()).await.unwrap();
+        assert!(page.data.len() <= 1, "more than one record for {request_id}");
+        if let Some(r) = page.data.into_iter().next() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no cost record for request {request_id}");
+}
+
+/// Deterministic pseudo-random slicing of a body.
+fn slices(body: &[u8], seed: u64) -> Vec<Step> {
+    let mut x = seed | 1;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let len = 1 + (x % 97) as usize;
+        let end = (at + len).min(body.len());
+        out.push(Step::Data(Bytes::copy_from_slice(&body[at..end])));
+        at = end;
+    }
+    out
+}
+
+const CORPUS_PROVIDERS: &str = r#"
+[[providers]]
+name = "openai"
+kind = "openai"
+base_url = "MOCK"
+api_key = "sk-up"
+[[providers]]
+name = "azure"
+kind = "openai"
+base_url = "MOCK"
+api_key = "az-up"
+auth_header = "api-key"
+[[providers]]
+name = "groq"
+kind = "openai"
+base_url = "MOCK"
+api_key = "gsk-up"
+[[providers]]
+name = "deepseek"
+kind = "openai"
+base_url = "MOCK"
+api_key = "ds-up"
+[[providers]]
+name = "mistral"
+kind = "openai"
+base_url = "MOCK"
+api_key = "ms-up"
+[[providers]]
+name = "openrouter"
+kind = "openai"
+base_url = "MOCK"
+api_key = "or-up"
+[[providers]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "MOCK"
+api_key = "ant-up"
+[[providers]]
+name = "gemini"
+kind = "gemini"
+base_url = "MOCK"
+api_key = "gm-up"
+"#;
+
+/// The reply the mock should give for the case being replayed.
+type Current = Arc<Mutex<Option<Reply>>>;
+
+#[tokio::test]
+async fn every_corpus_case_is_metered_exactly_through_the_proxy() {
+    let current: Current = Arc::new(Mutex::new(None));
+    let c2 = Arc::clone(&current);
+    let mock = Mock::start(move |_| c2.lock().unwrap().clone().unwrap()).await;
+    let app = spawn_app_with_providers(mock, CORPUS_PROVIDERS).await;
+    let s = app.seed().await;
+    let mut cases: Vec<String> = std::fs::read_dir(corpus_dir())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".expected.json").map(str::to_owned))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 23, "corpus not found");
+    for (n, case) in cases.iter().enumerate() {
+        let read = |ext: &str| std::fs::read(corpus_dir().join(format!("{case}.{ext}"))).unwrap();
+        let expected: Value = serde_json::from_slice(&read("expected.json")).unwrap();
+        let request: Value = serde_json::from_slice(&read("request.json")).unwrap();
+        let body = read("response");
+        let mut headers: Vec<(String, String)> = expected["response_headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap().to_owned()))
+            .collect();
+        headers.retain(|(k, _)| k != "content-length");
+        *current.lock().unwrap() = Some(Reply {
+            status: expected["http_status"].as_u64().unwrap() as u16,
+            headers,
+            steps: slices(&body, n as u64 + 17),
+            head_delay: Duration::ZERO,
+        });
+        let provider = match expected["provider"].as_str().unwrap() {
+            "azure_openai" => "azure",
+            other => other,
+        };
+        let path = format!("/{provider}{}", request["path"].as_str().unwrap());
+        let mut req = Request::builder().method(request["method"].as_str().unwrap()).uri(app.url(&path));
+        for (k, v) in request["headers"].as_object().unwrap() {
+            let lower = k.to_lowercase();
+            if !["authorization", "x-api-key", "api-key", "x-goog-api-key"].contains(&lower.as_str()) {
+                req = req.header(k, v.as_str().unwrap());
+            }
+        }
+        req = match provider {
+            "anthropic" => req.header("x-api-key", &s.key),
+            "gemini" => req.header("x-goog-api-key", &s.key),
+            _ => req.header("authorization", format!("Bearer {}", s.key)),
+        };
+        let req_body = serde_json::to_vec(&request["body"]).unwrap();
+        let got = send(&client(), req.body(Full::new(Bytes::from(req_body))).unwrap()).await;
+        assert_eq!(got.status.as_u16() as u64, expected["http_status"].as_u64().unwrap(), "{case}");
+        let stream_without_usage_injected = provider == "openai"
+            && expected["stream"] == true
+            && request["body"]["stream_options"]["include_usage"] != true;
+        if !stream_without_usage_injected {
+            assert!(got.body == body, "{case}: client body differs from upstream body");
+        }
+        let request_id = got.headers["x-tollgate-request-id"].to_str().unwrap();
+        let record = record_for(&app, request_id).await;
+        check_record(case, &expected, &record);
+    }
+}
+
+fn check_record(case: &str, expected: &Value, r: &CostRecord) {
+    let reported = expected["usage_reported"].as_bool().unwrap();
+    let complete = expected["usage_complete"].as_bool().unwrap();
+    let status = expected["http_status"].as_u64().unwrap();
+    assert_eq!(u64::from(r.status_code), status, "{case}: status_code");
+    if let Some(model) = expected["model"].as_str() {
+        assert_eq!(r.model.as_deref(), Some(model), "{case}: model");
+    }
+    if reported {
+        let want = if complete { UsageSource::Reported } else { UsageSource::Partial };
+        assert_eq!(r.usage_source, want, "{case}: usage_source");
+        for (field, got) in [
+            ("input_tokens", r.input_tokens),
+            ("cached_input_tokens", r.cached_input_tokens),
+            ("cache_write_tokens", r.cache_write_tokens),
+            ("output_tokens", r.output_tokens),
+            ("reasoning_tokens", r.reasoning_tokens),
+        ] {
+            assert_eq!(got, expected[field].as_u64(), "{case}: {field}");
+        }
+    } else if (200..300).contains(&status) {
+        assert_eq!(r.usage_source, UsageSource::Estimated, "{case}: nothing reported on a 2xx");
+        assert!(r.input_tokens.unwrap() > 0, "{case}: the estimate counts the request");
+    } else {
+        assert_eq!(r.usage_source, UsageSource::None, "{case}: error response");
+        assert_eq!(r.input_tokens, None, "{case}");
+        assert_eq!(r.cost_usd, Decimal::ZERO, "{case}");
+    }
+    match expected["reference_cost_usd"].as_f64() {
+        Some(reference) => {
+            let reference = Decimal::from_str(&format!("{reference}")).unwrap();
+            assert!(r.priced, "{case}: not priced");
+            assert_eq!(r.cost_usd, reference, "{case}: cost");
+        }
+        None if reported && expected["pricing_key"].is_null() => assert!(!r.priced, "{case}: priced"),
+        None => {}
+    }
+}
+
+#[tokio::test]
+async fn one_record_for_upstream_errors_transport_failures_and_unmetered_paths_none() {
+    let app = spawn_app(|seen| {
+        if seen.uri.contains("fail") {
+            Reply::json(500, r#"{"error":{"message":"boom","type":"server_error"}}"#)
+        } else {
+            Reply::json(200, r#"{"object":"list","data":[]}"#)
+        }
+    })
+    .await;
+    let s = app.seed().await;
+    let body = r#"{"model":"gpt-4o-mini","messages":[]}"#;
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions?fail=1"), &s.key, body)).await;
+    assert_eq!(got.status, 500);
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!((r.status_code, r.usage_source, r.cost_usd), (500, UsageSource::None, Decimal::ZERO));
+    assert_eq!(r.model.as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(r.endpoint, "/v1/chat/completions");
+
+    // GET of a list endpoint is forwarded but not metered: no record.
+    let req = Request::get(app.url("/v1/models"))
+        .header("authorization", format!("Bearer {}", s.key))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let got = send(&client(), req).await;
+    app.running.as_ref().unwrap().ledger.flush().await;
+    let store = &app.running.as_ref().unwrap().store;
+    let id = uuid::Uuid::parse_str(got.headers["x-tollgate-request-id"].to_str().unwrap()).unwrap();
+    let filter = RecordFilter { request_id: Some(id), ..Default::default() };
+    assert!(store.list_cost_records(&filter, &Default::default()).await.unwrap().data.is_empty());
+}
+
+#[tokio::test]
+async fn unreachable_upstream_still_records_the_attempt() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mock = Mock::start(|_| Reply::json(200, "{}")).await;
+    let providers = format!(
+        "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}\"\napi_key = \"k\"\n"
+    );
+    let app = spawn_app_with_providers(mock, &providers).await;
+    let s = app.seed().await;
+    let got =
+        send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, r#"{"model":"gpt-4o"}"#)).await;
+    assert_eq!(got.status, 502);
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!((r.status_code, r.usage_source), (502, UsageSource::None));
+}
+
+fn openai_like_stream(seen: &Seen) -> Reply {
+    let body: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+    let usage = body["stream_options"]["include_usage"] == true;
+    let u = if usage { ",\"usage\":null" } else { "" };
+    let mut text = String::new();
+    for (i, word) in ["Hel", "lo", " wor", "ld"].iter().enumerate() {
+        let finish = if i == 3 { "\"stop\"" } else { "null" };
+        text.push_str(&format!(
+            "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{word}\"}},\"finish_reason\":{finish}}}]{u},\"obfuscation\":\"ab\"}}\n\n"
+        ));
+    }
+    if usage {
+        text.push_str("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":4,\"total_tokens\":1004,\"prompt_tokens_details\":{\"cached_tokens\":200}},\"obfuscation\":\"cd\"}\n\n");
+    }
+    text.push_str("data: [DONE]\n\n");
+    Reply::sse(slices(text.as_bytes(), 5))
+}
+
+#[tokio::test]
+async fn injected_usage_is_metered_and_hidden_from_the_client() {
+    let app = spawn_app(openai_like_stream).await;
+    let s = app.seed().await;
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // What the upstream gives a client that did not ask for usage:
+    let direct = send(
+        &client(),
+        Request::post(format!("{}/v1/chat/completions", app.mock.url()))
+            .body(Full::new(Bytes::from(body)))
+            .unwrap(),
+    )
+    .await;
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&got.body),
+        String::from_utf8_lossy(&direct.body),
+        "the client must see exactly what it asked for"
+    );
+    let forwarded: Value = serde_json::from_slice(&app.mock.last().body).unwrap();
+    assert_eq!(forwarded["stream_options"]["include_usage"], true);
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!(r.usage_source, UsageSource::Reported);
+    assert_eq!((r.input_tokens, r.cached_input_tokens, r.output_tokens), (Some(1000), Some(200), Some(4)));
+    // gpt-4o-mini: (800 * 0.15 + 200 * 0.075 + 4 * 0.6) / 1e6
+    assert_eq!(r.cost_usd, Decimal::from_str("0.0001374").unwrap());
+
+    // A client that asked for usage gets it, untouched.
+    let asked = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}"#;
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, asked)).await;
+    assert!(String::from_utf8_lossy(&got.body).contains("\"prompt_tokens\":1000"));
+    assert!(String::from_utf8_lossy(&got.body).contains("\"usage\":null"));
+    assert_eq!(app.mock.last().body, asked.as_bytes(), "a body with the option is forwarded byte for byte");
+}
+
+#[tokio::test]
+async fn gzip_responses_are_metered_and_forwarded_compressed() {
+    use std::io::Write;
+    let plain = std::fs::read(corpus_dir().join("anthropic_stream_basic.response")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let compressed = Bytes::from(gz.finish().unwrap());
+    let c2 = compressed.clone();
+    let app = spawn_app(move |_| {
+        let mut r = Reply::sse(slices(&c2, 9));
+        r.headers.push(("content-encoding".into(), "gzip".into()));
+        r
+    })
+    .await;
+    let s = app.seed().await;
+    let req = Request::post(app.url("/anthropic/v1/messages"))
+        .header("x-api-key", &s.key)
+        .header("accept-encoding", "gzip")
+        .body(Full::new(Bytes::from_static(br#"{"model":"claude-sonnet-4-5","stream":true}"#)))
+        .unwrap();
+    let got = send(&client(), req).await;
+    assert!(got.body == compressed, "compressed bytes must reach the client unchanged");
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(corpus_dir().join("anthropic_stream_basic.expected.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r.usage_source, UsageSource::Reported);
+    assert_eq!(r.input_tokens, expected["input_tokens"].as_u64());
+    assert_eq!(r.output_tokens, expected["output_tokens"].as_u64());
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_records_what_was_reported() {
+    let app = spawn_app(|_| {
+        Reply::sse(vec![
+            Step::Data(Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5-20250929\",\"usage\":{\"input_tokens\":50,\"output_tokens\":1}}}\n\n")),
+            Step::Data(Bytes::from_static(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n")),
+            Step::Sleep(Duration::from_secs(30)),
+            Step::Data(Bytes::from_static(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")),
+        ])
+    })
+    .await;
+    let s = app.seed().await;
+    let req = Request::post(app.url("/anthropic/v1/messages"))
+        .header("x-api-key", &s.key)
+        .body(Full::new(Bytes::from_static(br#"{"model":"claude-sonnet-4-5","stream":true}"#)))
+        .unwrap();
+    let response = client().request(req).await.unwrap();
+    let request_id = response.headers()["x-tollgate-request-id"].to_str().unwrap().to_owned();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some());
+    drop(body); // the client goes away mid-stream
+    let r = record_for(&app, &request_id).await;
+    assert_eq!(r.usage_source, UsageSource::Partial);
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(50), Some(1)));
+    assert!(r.priced && r.cost_usd > Decimal::ZERO);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_record_of_a_stream_in_flight() {
+    let mut app = spawn_app(openai_like_stream).await;
+    let s = app.seed().await;
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}"#;
+    let response =
+        client().request(openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await.unwrap();
+    let request_id = response.headers()["x-tollgate-request-id"].to_str().unwrap().to_owned();
+    let store = app.running.as_ref().unwrap().store.clone();
+    let reader = tokio::spawn(async move { response.into_body().collect().await.unwrap().to_bytes() });
+    app.shutdown().await;
+    let _ = reader.await;
+    let filter =
+        RecordFilter { request_id: Some(uuid::Uuid::parse_str(&request_id).unwrap()), ..Default::default() };
+    let records = store.list_cost_records(&filter, &Default::default()).await.unwrap().data;
+    assert_eq!(records.len(), 1, "the record must be written before shutdown returns");
+    assert_eq!(records[0].output_tokens, Some(4));
+}
