@@ -223,7 +223,17 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
             state.identities.invalidate_all();
             ok(&key)
         }
-        ("organizations" | "projects" | "users" | "keys", _, _) => Err(AdminError::MethodNotAllowed),
+        ("cost-records", None, &Method::GET) => {
+            ok(&s.list_cost_records(&query.record_filter()?, &page).await?)
+        }
+        ("spend", None, &Method::GET) => {
+            let filter = query.record_filter()?;
+            let data = s.spend(&filter, query.group_by()?).await?;
+            ok(&serde_json::json!({"data": data, "from": filter.from, "to": filter.to}))
+        }
+        ("organizations" | "projects" | "users" | "keys" | "cost-records" | "spend", _, _) => {
+            Err(AdminError::MethodNotAllowed)
+        }
         _ => Err(AdminError::NoRoute),
     };
     response

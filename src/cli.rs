@@ -45,6 +45,36 @@ pub enum Command {
     /// Tollgate keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Spend report from the cost records, as a table.
+    Spend(SpendArgs),
+    /// Show the prices a model name resolves to.
+    Pricing {
+        /// Model name as the provider reports it, e.g. gpt-4o-2024-08-06.
+        model: String,
+        /// Configured provider name (provider-restricted entries apply only to it).
+        #[arg(long, default_value = "openai")]
+        provider: String,
+    },
+}
+
+/// Filters and grouping of `tollgate spend`.
+#[derive(Debug, clap::Args)]
+pub struct SpendArgs {
+    /// organization | project | user | key | model | provider | day
+    #[arg(long, default_value = "model")]
+    pub group_by: String,
+    /// Inclusive start: RFC 3339 time or YYYY-MM-DD.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Exclusive end: RFC 3339 time or YYYY-MM-DD.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long = "org")]
+    pub organization_id: Option<Uuid>,
+    #[arg(long = "project")]
+    pub project_id: Option<Uuid>,
+    #[arg(long = "user")]
+    pub user_id: Option<Uuid>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +172,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     p.name, p.kind, p.scheme, p.authority, p.base_path
                 );
             }
+            Ok(())
+        }
+        Command::Pricing { model, provider } => {
+            print_pricing(&config, &provider, &model);
             Ok(())
         }
         command => {
@@ -245,7 +279,93 @@ async fn admin_command(store: &Store, command: Command) -> anyhow::Result<()> {
             store.revoke_key(id).await?;
             println!("revoked key {id}");
         }
-        Command::Serve | Command::CheckConfig => {}
+        Command::Spend(args) => print_spend(store, args).await?,
+        Command::Serve | Command::CheckConfig | Command::Pricing { .. } => {}
     }
     Ok(())
+}
+
+fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let Some(v) = value else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let d = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .with_context(|| format!("--{flag} must be an RFC 3339 time or YYYY-MM-DD"))?;
+    Ok(Some(d.and_time(chrono::NaiveTime::MIN).and_utc()))
+}
+
+async fn print_spend(store: &Store, args: SpendArgs) -> anyhow::Result<()> {
+    let group_by = store::GroupBy::parse(&args.group_by).with_context(|| {
+        format!(
+            "--group-by '{}' is not organization, project, user, key, model, provider or day",
+            args.group_by
+        )
+    })?;
+    let filter = store::RecordFilter {
+        organization_id: args.organization_id,
+        project_id: args.project_id,
+        user_id: args.user_id,
+        from: parse_time("from", args.from.as_deref())?,
+        to: parse_time("to", args.to.as_deref())?,
+        ..Default::default()
+    };
+    let rows = store.spend(&filter, group_by).await?;
+    println!(
+        "{:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
+        args.group_by.to_uppercase(),
+        "REQUESTS",
+        "INPUT",
+        "OUTPUT",
+        "COST_USD"
+    );
+    let mut total = rust_decimal::Decimal::ZERO;
+    for r in &rows {
+        total += r.cost_usd;
+        let group = r.group.as_deref().unwrap_or("(none)");
+        println!(
+            "{group:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
+            r.requests, r.input_tokens, r.output_tokens, r.cost_usd
+        );
+    }
+    println!(
+        "{:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
+        "TOTAL",
+        rows.iter().map(|r| r.requests).sum::<u64>(),
+        "",
+        "",
+        total.normalize()
+    );
+    Ok(())
+}
+
+fn print_pricing(config: &Config, provider: &str, model: &str) {
+    let Some(resolved) = config.prices.resolve(provider, model) else {
+        println!("{model}: no price (unknown_model = {:?})", config.unknown_model);
+        return;
+    };
+    let p = resolved.price;
+    let show =
+        |v: Option<rust_decimal::Decimal>| v.map(|d| d.to_string()).unwrap_or_else(|| "= input".into());
+    println!(
+        "{model} -> {} ({:?} match{})",
+        p.name,
+        resolved.matched_by,
+        p.provider.as_deref().map(|x| format!(", provider {x}")).unwrap_or_default()
+    );
+    println!("USD per 1M tokens:");
+    println!("  input           {}", p.base.input);
+    println!("  cached input    {}", show(p.base.cached_input));
+    println!("  cache write 5m  {}", show(p.base.cache_write));
+    println!("  cache write 1h  {}", show(p.base.cache_write_1h));
+    println!("  output          {}", p.base.output);
+    if let Some((threshold, lc)) = &p.long_context {
+        println!(
+            "long context (input > {threshold} tokens): input {} cached {} output {}",
+            lc.input,
+            show(lc.cached_input),
+            lc.output
+        );
+    }
+    println!("source: {} ({})", p.source.as_deref().unwrap_or("-"), p.date.as_deref().unwrap_or("-"));
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use super::AdminError;
-use crate::store::{NewUser, PageRequest, Patch};
+use crate::store::{GroupBy, NewUser, PageRequest, Patch, RecordFilter};
 
 /// Longest name or external id accepted.
 const MAX_NAME: usize = 200;
@@ -153,13 +153,9 @@ pub struct Query {
     pairs: Vec<(String, String)>,
 }
 
-/// Splits a raw query; values here are ids and numbers, so no decoding is needed beyond `%2D`-free text.
+/// Splits and percent-decodes a raw query string.
 pub fn parse_query(raw: Option<&str>) -> Result<Query, AdminError> {
-    let mut pairs = Vec::new();
-    for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        pairs.push((k.to_owned(), v.to_owned()));
-    }
+    let pairs = form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect();
     Ok(Query { pairs })
 }
 
@@ -174,6 +170,59 @@ impl Query {
             .filter(|v| !v.is_empty())
             .map(|v| Uuid::parse_str(v).map_err(|_| AdminError::field(name, "not a UUID")))
             .transpose()
+    }
+
+    /// An optional string parameter.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
+    }
+
+    /// An optional time: RFC 3339, or a date (`2026-11-30`, meaning its UTC midnight).
+    pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, AdminError> {
+        let Some(v) = self.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+        if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
+        chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+            .map(|d| Some(d.and_time(chrono::NaiveTime::MIN).and_utc()))
+            .map_err(|_| AdminError::field(name, "must be an RFC 3339 time or a YYYY-MM-DD date"))
+    }
+
+    /// The record filters shared by cost records and spend.
+    pub fn record_filter(&self) -> Result<RecordFilter, AdminError> {
+        let filter = RecordFilter {
+            organization_id: self.uuid("organization_id")?,
+            project_id: self.uuid("project_id")?,
+            user_id: self.uuid("user_id")?,
+            api_key_id: match self.uuid("api_key_id")? {
+                Some(k) => Some(k),
+                None => self.uuid("key_id")?,
+            },
+            model: self.text("model"),
+            provider: self.text("provider"),
+            request_id: self.uuid("request_id")?,
+            from: self.time("from")?,
+            to: self.time("to")?,
+        };
+        if let (Some(from), Some(to)) = (filter.from, filter.to) {
+            if from >= to {
+                return Err(AdminError::field("to", "must be after from"));
+            }
+        }
+        Ok(filter)
+    }
+
+    /// `group_by` of a spend report (default `model`).
+    pub fn group_by(&self) -> Result<GroupBy, AdminError> {
+        match self.get("group_by") {
+            None | Some("") => Ok(GroupBy::Model),
+            Some(v) => GroupBy::parse(v).ok_or_else(|| {
+                AdminError::field(
+                    "group_by",
+                    "must be organization, project, user, key, model, provider or day",
+                )
+            }),
+        }
     }
 
     /// `limit` and `cursor`.

@@ -6,5 +6,6 @@ mod admin;
 mod auth;
 mod metering;
 mod proxy;
+mod reports;
 mod shutdown;
 mod support;

@@ -300,6 +300,11 @@ pub async fn send(client: &TestClient, req: Request<Full<Bytes>>) -> Got {
 }
 
 impl TestApp {
+    /// The SQLite URL of this app's database (for CLI tests).
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("tollgate.db").display())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.proxy, path)
     }
