@@ -137,6 +137,7 @@ async fn pipeline(
         identity,
         provider: provider.name.clone(),
         endpoint: route.path.to_owned(),
+        api,
         request_bytes: bytes.len() as u64,
         facts,
         prices: Arc::clone(&config.prices),

@@ -87,3 +87,13 @@ fn shipped_example_config_loads() {
     assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.admin_token.as_deref(), Some("t"));
 }
+
+#[test]
+fn container_config_loads_and_requires_an_admin_token() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/container.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let c = Config::from_toml_with_env(&text, &env(&[("TOLLGATE_ADMIN_TOKEN", "t")])).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    let err = Config::from_toml_with_env(&text, &env(&[])).unwrap_err().to_string();
+    assert!(err.contains("TOLLGATE_ADMIN_TOKEN"), "{err}");
+}

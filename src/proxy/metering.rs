@@ -92,6 +92,7 @@ pub struct Pending {
     pub identity: Arc<Identity>,
     pub provider: String,
     pub endpoint: String,
+    pub api: Api,
     pub facts: RequestFacts,
     pub request_bytes: u64,
     pub prices: Arc<PriceList>,
@@ -157,14 +158,15 @@ impl Pending {
 
     /// tollgate's own estimate when the provider reported nothing: input from the request
     /// size (about four bytes a token), output one token per streamed event, or from the
-    /// body size for a JSON answer.
+    /// body size for a JSON answer; embeddings have no output.
     fn estimate(&self, observation: Option<&Observation>) -> Usage {
         let (events, bytes) = observation.map(|o| (o.metered.events, o.bytes)).unwrap_or((0, 0));
-        Usage {
-            input_tokens: self.request_bytes.div_ceil(4),
-            output_tokens: if events > 0 { events } else { bytes.div_ceil(4) },
-            ..Usage::default()
-        }
+        let output_tokens = match self.api {
+            Api::Embeddings | Api::EmbedContent => 0,
+            _ if events > 0 => events,
+            _ => bytes.div_ceil(4),
+        };
+        Usage { input_tokens: self.request_bytes.div_ceil(4), output_tokens, ..Usage::default() }
     }
 }
 
