@@ -21,6 +21,8 @@ use crate::store::{self, Store};
 
 /// How often a server checks whether another process (the CLI) changed identities.
 const ADMIN_POLL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the ledger to write what is queued.
+const LEDGER_FLUSH_LIMIT: Duration = Duration::from_secs(60);
 
 /// A started tollgate: its bound addresses and the handle that stops it.
 pub struct Running {
@@ -41,7 +43,9 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.ledger.flush().await;
+        if tokio::time::timeout(LEDGER_FLUSH_LIMIT, self.ledger.flush()).await.is_err() {
+            tracing::error!("cost records could not all be written before the flush limit");
+        }
         let pending = self.ledger.depth();
         if pending > 0 {
             tracing::warn!(pending, "cost records still settling after shutdown flush");

@@ -60,6 +60,7 @@ impl Default for RawPricing {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawMetering {
+    enabled: bool,
     inject_stream_usage: bool,
     max_json_bytes: usize,
     max_event_bytes: usize,
@@ -69,6 +70,7 @@ struct RawMetering {
 impl Default for RawMetering {
     fn default() -> Self {
         RawMetering {
+            enabled: true,
             inject_stream_usage: true,
             max_json_bytes: 8 * 1024 * 1024,
             max_event_bytes: 1024 * 1024,
@@ -275,6 +277,9 @@ pub struct Config {
     /// The price list: shipped (or `pricing.file`) plus `[[pricing.models]]` overrides.
     pub prices: std::sync::Arc<crate::pricing::PriceList>,
     pub unknown_model: UnknownModel,
+    /// Meter and record metered endpoints; off makes tollgate a plain authenticating proxy
+    /// (for benchmarks and emergencies).
+    pub metering_enabled: bool,
     /// Add `stream_options.include_usage` to OpenAI chat streams that lack it.
     pub inject_stream_usage: bool,
     /// Largest non-streaming JSON body kept for metering (past it: usage unknown).
@@ -457,6 +462,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         providers,
         prices: std::sync::Arc::new(prices),
         unknown_model,
+        metering_enabled: m.enabled,
         inject_stream_usage: m.inject_stream_usage,
         max_json_bytes: m.max_json_bytes,
         max_event_bytes: m.max_event_bytes,

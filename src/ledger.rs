@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::store::{CostRecord, Store, StoreError};
 
 /// Records written per transaction at most.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 2048;
 /// Longest wait between retries of a failing write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -72,11 +72,19 @@ impl Ledger {
         self.depth.load(Ordering::Relaxed)
     }
 
-    /// Waits until everything queued before this call is written.
+    /// Waits until every record handed over before this call is written, including those
+    /// still waiting for room in the queue.
     pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
-            let _ = wait.await;
+        loop {
+            let (done, wait) = oneshot::channel();
+            if self.tx.send(Msg::Flush(done)).await.is_err() || wait.await.is_err() {
+                return;
+            }
+            if self.depth() == 0 {
+                return;
+            }
+            // Records from the overflow path were queued behind the marker: go again.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }

@@ -104,7 +104,7 @@ async fn pipeline(
     let query_key = take_query_key(provider, &mut query);
     let identity = authenticate(state, &parts.headers, provider, query_key.as_deref()).await?;
     check_declared_length(&parts.headers, config.max_request_bytes)?;
-    let api = metered_api(provider, &parts.method, route.path);
+    let api = metered_api(provider, &parts.method, route.path).filter(|_| config.metering_enabled);
     if api.is_none() && config.unmetered == Unmetered::Deny {
         return Err(ProxyError::NotFound(format!("{} is not a metered endpoint", route.path)));
     }

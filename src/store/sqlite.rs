@@ -26,6 +26,12 @@ pub struct SqliteStore {
 
 fn map_write_err(entity: &'static str, e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
+        // A RESTRICT refusal reports SQLITE_CONSTRAINT_TRIGGER (1811), not the FK code.
+        if db.code().as_deref() == Some("1811") || db.message().contains("FOREIGN KEY constraint failed") {
+            return StoreError::Conflict(format!(
+                "{entity} is referenced by other records (spend history is kept: archive it instead)"
+            ));
+        }
         match db.kind() {
             sqlx::error::ErrorKind::UniqueViolation => {
                 return StoreError::Conflict(format!("{entity} already exists"))

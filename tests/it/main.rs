@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod ledger;
 mod metering;
 mod proxy;
 mod reports;

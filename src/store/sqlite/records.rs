@@ -1,7 +1,7 @@
 //! The ledger's side of the SQLite store: batched cost-record inserts that update the
 //! spend-window counters in the same transaction, and the read side (records, spend).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use chrono::Utc;
@@ -16,6 +16,9 @@ use crate::store::{
     ts, CostRecord, GroupBy, Page, PageRequest, RecordFilter, SpendRow, StoreError, UsageSource,
 };
 use crate::window::Period;
+
+/// Rows per INSERT statement (21 binds each, well under SQLite's parameter limit).
+const ROWS_PER_INSERT: usize = 128;
 
 /// The three scopes a record counts against, as (scope name, id).
 fn scopes(r: &CostRecord) -> [(&'static str, Uuid); 3] {
@@ -95,47 +98,48 @@ impl SqliteStore {
         let mut tx = self.pool.begin().await?;
         let mut deltas: HashMap<(&'static str, Uuid, Period, String), (Decimal, i64)> = HashMap::new();
         let mut inserted = 0;
-        for r in batch {
-            let done = sqlx::query(
+        // Multi-row statements: each round trip to SQLite's worker thread is the cost.
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO ai_cost_records (id, request_id, created_at, organization_id, project_id, user_id,
                     api_key_id, provider, model, endpoint, input_tokens, cached_input_tokens, cache_write_tokens,
-                    output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (request_id) DO NOTHING",
-            )
-            .bind(r.id.to_string())
-            .bind(r.request_id.to_string())
-            .bind(ts(r.created_at))
-            .bind(r.organization_id.to_string())
-            .bind(r.project_id.to_string())
-            .bind(r.user_id.to_string())
-            .bind(r.api_key_id.map(|k| k.to_string()))
-            .bind(&r.provider)
-            .bind(r.model.as_deref())
-            .bind(&r.endpoint)
-            .bind(to_i64(r.input_tokens))
-            .bind(to_i64(r.cached_input_tokens))
-            .bind(to_i64(r.cache_write_tokens))
-            .bind(to_i64(r.output_tokens))
-            .bind(to_i64(r.reasoning_tokens))
-            .bind(r.cost_usd.normalize().to_string())
-            .bind(i64::from(r.status_code))
-            .bind(to_i64(Some(r.latency_ms)))
-            .bind(r.streamed)
-            .bind(r.usage_source.as_str())
-            .bind(r.priced)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                continue;
-            }
-            inserted += 1;
-            for (scope, id) in scopes(r) {
-                for period in Period::ALL {
-                    let key = (scope, id, period, ts(period.start(r.created_at)));
-                    let entry = deltas.entry(key).or_insert((Decimal::ZERO, 0));
-                    entry.0 += r.cost_usd;
-                    entry.1 += 1;
+                    output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id.to_string())
+                    .push_bind(r.request_id.to_string())
+                    .push_bind(ts(r.created_at))
+                    .push_bind(r.organization_id.to_string())
+                    .push_bind(r.project_id.to_string())
+                    .push_bind(r.user_id.to_string())
+                    .push_bind(r.api_key_id.map(|k| k.to_string()))
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.model.clone())
+                    .push_bind(r.endpoint.clone())
+                    .push_bind(to_i64(r.input_tokens))
+                    .push_bind(to_i64(r.cached_input_tokens))
+                    .push_bind(to_i64(r.cache_write_tokens))
+                    .push_bind(to_i64(r.output_tokens))
+                    .push_bind(to_i64(r.reasoning_tokens))
+                    .push_bind(r.cost_usd.normalize().to_string())
+                    .push_bind(i64::from(r.status_code))
+                    .push_bind(to_i64(Some(r.latency_ms)))
+                    .push_bind(r.streamed)
+                    .push_bind(r.usage_source.as_str())
+                    .push_bind(r.priced);
+            });
+            q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+            let new_ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            let new_ids: HashSet<String> = new_ids.into_iter().collect();
+            for r in chunk.iter().filter(|r| new_ids.contains(&r.request_id.to_string())) {
+                inserted += 1;
+                for (scope, id) in scopes(r) {
+                    for period in Period::ALL {
+                        let key = (scope, id, period, ts(period.start(r.created_at)));
+                        let entry = deltas.entry(key).or_insert((Decimal::ZERO, 0));
+                        entry.0 += r.cost_usd;
+                        entry.1 += 1;
+                    }
                 }
             }
         }
