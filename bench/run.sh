@@ -215,6 +215,10 @@ EOF
 }
 
 mkdir -p "$TMP/results"
+# Everything shares the machine's cores: a compiler running beside the benchmark skews it.
+if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
+    log "warning: a compiler is running on this machine; results will be noisy"
+fi
 log "load: $LOADGEN, $CONNECTIONS connections, $DURATION per run (+$WARMUP warm-up), $CHUNKS SSE events per stream"
 for scenario in $SCENARIOS; do
     case $scenario in

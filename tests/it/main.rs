@@ -10,3 +10,4 @@ mod proxy;
 mod reports;
 mod shutdown;
 mod support;
+mod tls;

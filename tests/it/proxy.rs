@@ -343,3 +343,25 @@ async fn silent_upstream_is_504() {
     assert_eq!(j["error"]["status"], "upstream_timeout");
     assert_eq!(j["error"]["code"], 504);
 }
+
+#[tokio::test]
+async fn malformed_http_gets_a_400_and_the_server_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(|_| ok_json()).await;
+    let s = app.seed().await;
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nBad\x01Name: y\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(app.proxy).await.unwrap();
+        stream.write_all(raw).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(text.starts_with("HTTP/1.1 400"), "{raw:?} -> {text}");
+    }
+    assert!(app.mock.requests().is_empty());
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, "{}")).await;
+    assert_eq!(got.status, 200);
+}

@@ -81,6 +81,14 @@ pub struct Mock {
 impl Mock {
     /// Starts a mock answering every request with `handler`'s reply.
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Mock {
+        Mock::start_with_tls(None, handler).await
+    }
+
+    /// Like [`Mock::start`], serving HTTPS (h2 and http/1.1 by ALPN) when given an acceptor.
+    pub async fn start_with_tls(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -91,6 +99,7 @@ impl Mock {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let handler = Arc::clone(&handler);
                 let seen = Arc::clone(&seen2);
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let handler = Arc::clone(&handler);
@@ -110,9 +119,16 @@ impl Mock {
                             Ok::<_, std::convert::Infallible>(respond(reply).await)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -121,6 +137,11 @@ impl Mock {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The HTTPS URL by host name, matching the test certificate.
+    pub fn tls_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -192,6 +213,11 @@ pub const GEMINI_KEY: &str = "gm-upstream";
 /// appended to the config (more providers, overrides).
 pub async fn spawn_app_with(mock: Mock, extra: &str) -> TestApp {
     spawn_app_with_server_extra_and(mock, "", extra).await
+}
+
+/// A tollgate with extra `[server]` lines (TLS) and only the given providers.
+pub async fn spawn_app_with_tls(mock: Mock, server_extra: &str, providers: &str) -> TestApp {
+    start_app(mock, server_extra, providers).await
 }
 
 /// A tollgate whose only providers are the given TOML (`MOCK` is replaced by the mock's URL).
