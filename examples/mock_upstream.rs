@@ -13,8 +13,9 @@
 //! Token counts are deterministic: prompt = request body bytes / 4 (at least 1),
 //! completion = `--chunks`. Models and ids are fixed. Stream events that do not depend on
 //! the request are rendered once at start-up and shared; the rest of a response is
-//! rendered into a single buffer. `--chunk-delay-ms` paces stream events; a
-//! non-streaming answer waits `chunks × delay` before its head, as generation would.
+//! rendered into a single buffer. `--chunk-delay-ms` (or a request's
+//! `x-mock-chunk-delay-ms` header) paces stream events; a non-streaming answer waits
+//! `chunks × delay` before its head, as generation would.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -159,13 +160,11 @@ impl Body for Frames {
             sleep.as_mut().reset(tokio::time::Instant::now() + *delay);
         }
         this.sent_first = true;
-        match this.frames.next() {
-            Some(b) => {
-                this.remaining -= b.len() as u64;
-                Poll::Ready(Some(Ok(Frame::data(b))))
-            }
-            None => Poll::Ready(None),
-        }
+        let remaining = &mut this.remaining;
+        Poll::Ready(this.frames.next().map(|b| {
+            *remaining -= b.len() as u64;
+            Ok(Frame::data(b))
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -225,7 +224,7 @@ fn openai_usage(buf: &mut BytesMut, prompt: usize, n: usize) {
     );
 }
 
-fn openai(t: &Templates, req: &ChatRequest, prompt: usize) -> Response<Frames> {
+fn openai(t: &Templates, req: &ChatRequest, prompt: usize, delay: Duration) -> Response<Frames> {
     let mut buf = BytesMut::with_capacity(768 + t.text.len());
     if !req.stream {
         put(
@@ -250,10 +249,10 @@ fn openai(t: &Templates, req: &ChatRequest, prompt: usize) -> Response<Frames> {
         frames.push(buf.freeze());
     }
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    sse(frames, t.delay, "text/event-stream; charset=utf-8")
+    sse(frames, delay, "text/event-stream; charset=utf-8")
 }
 
-fn anthropic(t: &Templates, req: &ChatRequest, prompt: usize) -> Response<Frames> {
+fn anthropic(t: &Templates, req: &ChatRequest, prompt: usize, delay: Duration) -> Response<Frames> {
     let n = t.chunks;
     let mut buf = BytesMut::with_capacity(1024 + t.text.len());
     if !req.stream {
@@ -277,7 +276,7 @@ fn anthropic(t: &Templates, req: &ChatRequest, prompt: usize) -> Response<Frames
     frames.extend(t.anthropic.iter().cloned());
     frames.push(Bytes::from(delta));
     frames.push(Bytes::from_static(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
-    sse(frames, t.delay, "text/event-stream; charset=utf-8")
+    sse(frames, delay, "text/event-stream; charset=utf-8")
 }
 
 /// One Gemini response object; `upto` candidate tokens so far, `last` adds finishReason.
@@ -292,7 +291,7 @@ fn gemini_object(buf: &mut BytesMut, text: &str, prompt: usize, upto: usize, las
     );
 }
 
-fn gemini(t: &Templates, stream: bool, prompt: usize) -> Response<Frames> {
+fn gemini(t: &Templates, stream: bool, prompt: usize, delay: Duration) -> Response<Frames> {
     let n = t.chunks;
     if !stream {
         let mut buf = BytesMut::with_capacity(512 + t.text.len());
@@ -310,7 +309,7 @@ fn gemini(t: &Templates, stream: bool, prompt: usize) -> Response<Frames> {
         buf.put_slice(b"\r\n\r\n");
         ends.push(buf.len());
     }
-    sse(split(buf, &ends), t.delay, "text/event-stream")
+    sse(split(buf, &ends), delay, "text/event-stream")
 }
 
 async fn handle(t: Arc<Templates>, req: Request<Incoming>) -> Result<Response<Frames>, Infallible> {
@@ -340,14 +339,19 @@ async fn handle(t: Arc<Templates>, req: Request<Incoming>) -> Result<Response<Fr
         _ => ChatRequest::default(),
     };
     let streaming = chat.stream || matches!(kind, Kind::Gemini { stream: true });
-    if !streaming && !t.delay.is_zero() && !matches!(kind, Kind::Other) {
-        let generation = t.delay.saturating_mul(u32::try_from(t.chunks).unwrap_or(u32::MAX));
+    // A benchmark can pace one request differently from the `--chunk-delay-ms` default.
+    let delay = match parts.headers.get("x-mock-chunk-delay-ms").map(|v| v.to_str().map(str::parse)) {
+        Some(Ok(Ok(ms))) => Duration::from_millis(ms),
+        _ => t.delay,
+    };
+    if !streaming && !delay.is_zero() && !matches!(kind, Kind::Other) {
+        let generation = delay.saturating_mul(u32::try_from(t.chunks).unwrap_or(u32::MAX));
         tokio::time::sleep(generation).await;
     }
     Ok(match kind {
-        Kind::OpenAi => openai(&t, &chat, prompt),
-        Kind::Anthropic => anthropic(&t, &chat, prompt),
-        Kind::Gemini { stream } => gemini(&t, stream, prompt),
+        Kind::OpenAi => openai(&t, &chat, prompt, delay),
+        Kind::Anthropic => anthropic(&t, &chat, prompt, delay),
+        Kind::Gemini { stream } => gemini(&t, stream, prompt, delay),
         Kind::Other => json(Bytes::from_static(br#"{"object":"list","data":[]}"#)),
     })
 }

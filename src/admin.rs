@@ -28,7 +28,18 @@ const MAX_ADMIN_BODY: usize = 1024 * 1024;
 pub struct AdminState {
     pub store: Store,
     pub identities: Arc<Identities>,
+    pub budgets: Arc<crate::budget::Budgets>,
+    pub alerts: Arc<crate::alerts::Alerts>,
     pub token: Option<String>,
+}
+
+impl AdminState {
+    /// Invalidates every cache before a write is acknowledged.
+    fn invalidate(&self) {
+        self.identities.invalidate_all();
+        self.budgets.invalidate();
+        self.alerts.invalidate();
+    }
 }
 
 /// An admin request that cannot be served, with the status it maps to.
@@ -165,12 +176,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("organizations", Some(id), &Method::PATCH) => {
             let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
             let org = s.update_organization(id, &patch).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&org)
         }
         ("organizations", Some(id), &Method::DELETE) => {
             s.delete_organization(id).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&deleted(id))
         }
         ("projects", None, &Method::POST) => {
@@ -185,12 +196,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("projects", Some(id), &Method::PATCH) => {
             let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
             let project = s.update_project(id, &patch).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&project)
         }
         ("projects", Some(id), &Method::DELETE) => {
             s.delete_project(id).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&deleted(id))
         }
         ("users", None, &Method::POST) => {
@@ -203,12 +214,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("users", Some(id), &Method::PATCH) => {
             let patch: Patch = parse_json::<PatchEntity>(&body)?.validated(true)?;
             let user = s.update_user(id, &patch).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&user)
         }
         ("users", Some(id), &Method::DELETE) => {
             s.delete_user(id).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&deleted(id))
         }
         ("keys", None, &Method::POST) => {
@@ -220,23 +231,96 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("keys", Some(id), &Method::GET) => ok(&s.get_key(id).await?),
         ("keys", Some(id), &Method::DELETE) => {
             let key = s.revoke_key(id).await?;
-            state.identities.invalidate_all();
+            state.invalidate();
             ok(&key)
         }
+        ("budgets", None, &Method::POST) => {
+            let b = parse_json::<requests::CreateBudget>(&body)?.validated()?;
+            let budget = s.create_budget(b.scope, b.scope_id, b.limit_usd, b.period, b.hard).await?;
+            state.invalidate();
+            created(&state.budgets.status(budget).await?)
+        }
+        ("budgets", None, &Method::GET) => {
+            let page = s.list_budgets(query.uuid("scope_id")?, &page).await?;
+            let mut data = Vec::with_capacity(page.data.len());
+            for b in page.data {
+                data.push(state.budgets.status(b).await?);
+            }
+            ok(&serde_json::json!({"data": data, "next_cursor": page.next_cursor}))
+        }
+        ("budgets", Some(id), &Method::GET) => ok(&state.budgets.status(s.get_budget(id).await?).await?),
+        ("budgets", Some(id), &Method::PATCH) => {
+            let patch = parse_json::<requests::PatchBudget>(&body)?.validated()?;
+            let budget = s.update_budget(id, &patch).await?;
+            state.invalidate();
+            ok(&state.budgets.status(budget).await?)
+        }
+        ("budgets", Some(id), &Method::DELETE) => {
+            s.delete_budget(id).await?;
+            state.invalidate();
+            ok(&deleted(id))
+        }
+        ("alert-configs", None, &Method::POST) => {
+            let req: requests::CreateAlertConfig = parse_json(&body)?;
+            req.validated()?;
+            let config = s
+                .create_alert_config(req.budget_id, req.threshold_percent, req.webhook_url.as_deref())
+                .await?;
+            state.invalidate();
+            created(&config)
+        }
+        ("alert-configs", None, &Method::GET) => ok(
+            &serde_json::json!({"data": s.list_alert_configs(query.uuid("budget_id")?).await?, "next_cursor": null}),
+        ),
+        ("alert-configs", Some(id), &Method::DELETE) => {
+            s.delete_alert_config(id).await?;
+            state.invalidate();
+            ok(&deleted(id))
+        }
+        ("alerts", None, &Method::GET) => ok(
+            &serde_json::json!({"data": s.list_alerts(query.uuid("budget_id")?).await?, "next_cursor": null}),
+        ),
         ("cost-records", None, &Method::GET) => {
             ok(&s.list_cost_records(&query.record_filter()?, &page).await?)
         }
         ("spend", None, &Method::GET) => {
             let filter = query.record_filter()?;
             let data = s.spend(&filter, query.group_by()?).await?;
-            ok(&serde_json::json!({"data": data, "from": filter.from, "to": filter.to}))
+            let budgets = budget_use(state, &filter).await?;
+            ok(&serde_json::json!({"data": data, "from": filter.from, "to": filter.to, "budgets": budgets}))
         }
-        ("organizations" | "projects" | "users" | "keys" | "cost-records" | "spend", _, _) => {
-            Err(AdminError::MethodNotAllowed)
-        }
+        (
+            "organizations" | "projects" | "users" | "keys" | "cost-records" | "spend" | "budgets"
+            | "alert-configs" | "alerts",
+            _,
+            _,
+        ) => Err(AdminError::MethodNotAllowed),
         _ => Err(AdminError::NoRoute),
     };
     response
+}
+
+/// Every budget relevant to a report's filter, with its current window's use.
+pub async fn budget_use(
+    state: &AdminState,
+    filter: &crate::store::RecordFilter,
+) -> Result<Vec<crate::budget::BudgetStatus>, AdminError> {
+    let wanted: Vec<Uuid> =
+        [filter.organization_id, filter.project_id, filter.user_id].into_iter().flatten().collect();
+    let mut out = Vec::new();
+    let mut page = crate::store::PageRequest { cursor: None, limit: 1000 };
+    loop {
+        let got = state.store.list_budgets(None, &page).await?;
+        for b in got.data {
+            if wanted.is_empty() || wanted.contains(&b.scope_id) {
+                out.push(state.budgets.status(b).await?);
+            }
+        }
+        match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
+            Some(c) => page.cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
 }
 
 fn deleted(id: Uuid) -> serde_json::Value {

@@ -11,6 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::alerts::Alerts;
+use crate::budget::{Budgets, Clock, SystemClock};
 use crate::config::{Config, LogFormat};
 use crate::identity::Identities;
 use crate::ledger::Ledger;
@@ -33,6 +35,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     ledger_task: JoinHandle<()>,
+    _alerts_task: JoinHandle<()>,
 }
 
 impl Running {
@@ -68,6 +71,11 @@ pub fn init_logging(config: &Config) {
 
 /// Opens the store, binds both listeners and starts serving in the background.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the clock budget windows are computed from (tests move it).
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let store = store::open(&config.database_url, config.database_max_connections)
         .await
@@ -76,6 +84,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let client = forward::build_client(&config).context("building the upstream client")?;
     let (ledger, ledger_task) = Ledger::start(store.clone(), config.record_queue);
     let metering = Arc::new(Metering::new(ledger.clone()));
+    let webhook_client = forward::build_client(&config).context("building the webhook client")?;
+    let (alerts, moved, alerts_task) = Alerts::start(store.clone(), webhook_client, config.alert_delivery);
+    alerts.resume_pending().await;
+    let budgets = Arc::new(Budgets::new(store.clone(), clock, config.admission, Some(moved)));
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key).context("loading listener TLS")?),
         None => None,
@@ -98,10 +110,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         identities: Arc::clone(&identities),
         client,
         metering,
+        budgets: Arc::clone(&budgets),
     });
     let admin_state = Arc::new(AdminState {
         store: store.clone(),
         identities: Arc::clone(&identities),
+        budgets: Arc::clone(&budgets),
+        alerts: Arc::clone(&alerts),
         token: config.admin_token.clone(),
     });
     let grace = config.shutdown_grace;
@@ -121,7 +136,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         signal(watch_rx.clone()),
         grace,
     ));
-    let poll_task = tokio::spawn(poll_admin_changes(store.clone(), identities, signal(watch_rx)));
+    let caches = Caches { identities, budgets, alerts };
+    let poll_task = tokio::spawn(poll_admin_changes(store.clone(), caches, signal(watch_rx)));
     tracing::info!(%proxy_addr, %admin_addr, database = %store::redact_url(&config.database_url), "tollgate started");
     Ok(Running {
         proxy_addr,
@@ -130,28 +146,47 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ledger,
         shutdown,
         tasks: vec![proxy_task, admin_task, poll_task],
+        _alerts_task: alerts_task,
         ledger_task,
     })
 }
 
-/// Invalidates caches when the admin write counter moves (writes from another process).
-async fn poll_admin_changes(
-    store: Store,
-    identities: Arc<Identities>,
-    stop: impl std::future::Future<Output = ()>,
-) {
+/// Every cache an admin write can make stale.
+pub struct Caches {
+    pub identities: Arc<Identities>,
+    pub budgets: Arc<Budgets>,
+    pub alerts: Arc<Alerts>,
+}
+
+impl Caches {
+    /// Drops everything cached from the admin tables.
+    pub fn invalidate(&self) {
+        self.identities.invalidate_all();
+        self.budgets.invalidate();
+        self.alerts.invalidate();
+    }
+}
+
+/// Invalidates caches when the admin write counter moves (writes from another process),
+/// and sweeps budget counters of long-gone windows.
+async fn poll_admin_changes(store: Store, caches: Caches, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     let mut seen = store.admin_version().await.ok();
     let mut tick = tokio::time::interval(ADMIN_POLL);
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = &mut stop => return,
         }
+        ticks += 1;
+        if ticks % 60 == 0 {
+            caches.budgets.sweep();
+        }
         match store.admin_version().await {
             Ok(v) if Some(v) != seen => {
                 if seen.is_some() {
-                    identities.invalidate_all();
+                    caches.invalidate();
                 }
                 seen = Some(v);
             }

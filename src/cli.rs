@@ -336,6 +336,7 @@ async fn print_spend(store: &Store, args: SpendArgs) -> anyhow::Result<()> {
         "",
         total.normalize()
     );
+    print_budget_use(store, &filter).await?;
     Ok(())
 }
 
@@ -368,4 +369,41 @@ fn print_pricing(config: &Config, provider: &str, model: &str) {
         );
     }
     println!("source: {} ({})", p.source.as_deref().unwrap_or("-"), p.date.as_deref().unwrap_or("-"));
+}
+
+/// The budget table under a spend report: who is close to a limit, at a glance.
+async fn print_budget_use(store: &Store, filter: &store::RecordFilter) -> anyhow::Result<()> {
+    let wanted: Vec<Uuid> =
+        [filter.organization_id, filter.project_id, filter.user_id].into_iter().flatten().collect();
+    let budgets = store.list_budgets(None, &PageRequest { cursor: None, limit: 1000 }).await?.data;
+    let budgets: Vec<_> =
+        budgets.into_iter().filter(|b| wanted.is_empty() || wanted.contains(&b.scope_id)).collect();
+    if budgets.is_empty() {
+        return Ok(());
+    }
+    println!();
+    println!(
+        "{:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>6}",
+        "SCOPE", "SCOPE ID", "PERIOD", "KIND", "LIMIT_USD", "SPENT_USD", "USED"
+    );
+    let now = Utc::now();
+    for b in budgets {
+        let spent = store.window_spend(b.scope_id, b.period, b.period.start(now)).await?;
+        let used = if b.limit_usd.is_zero() {
+            rust_decimal::Decimal::ZERO
+        } else {
+            (spent * rust_decimal::Decimal::ONE_HUNDRED / b.limit_usd).round_dp(1)
+        };
+        println!(
+            "{:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>5}%",
+            b.scope.as_str(),
+            b.scope_id,
+            b.period.as_str(),
+            if b.hard { "hard" } else { "soft" },
+            b.limit_usd,
+            spent.normalize(),
+            used
+        );
+    }
+    Ok(())
 }

@@ -40,7 +40,36 @@ struct RawConfig {
     log: RawLog,
     pricing: RawPricing,
     metering: RawMetering,
+    budgets: RawBudgets,
+    alerts: RawAlerts,
     providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBudgets {
+    admission: String,
+    default_max_output_tokens: u64,
+}
+
+impl Default for RawBudgets {
+    fn default() -> Self {
+        RawBudgets { admission: "reserve".into(), default_max_output_tokens: 4096 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAlerts {
+    retry_base_ms: u64,
+    max_attempts: u32,
+    webhook_timeout_ms: u64,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts { retry_base_ms: 1000, max_attempts: 6, webhook_timeout_ms: 10_000 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +317,12 @@ pub struct Config {
     pub max_event_bytes: usize,
     /// Cost records that may wait in memory for the database writer.
     pub record_queue: usize,
+    /// How hard budgets admit requests.
+    pub admission: crate::budget::AdmissionMode,
+    /// Output cap assumed for the estimate when a request names none.
+    pub default_max_output_tokens: u64,
+    /// Alert webhook delivery.
+    pub alert_delivery: crate::alerts::DeliverySettings,
 }
 
 impl Config {
@@ -426,6 +461,14 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         other => return Err(invalid("pricing.unknown_model", format!("'{other}' is not allow or reject"))),
     };
     let prices = load_prices(raw.pricing.file, raw.pricing.models, env)?;
+    let admission = match raw.budgets.admission.as_str() {
+        "reserve" => crate::budget::AdmissionMode::Reserve,
+        "spent" => crate::budget::AdmissionMode::Spent,
+        other => return Err(invalid("budgets.admission", format!("'{other}' is not reserve or spent"))),
+    };
+    if raw.alerts.max_attempts == 0 {
+        return Err(invalid("alerts.max_attempts", "must be at least 1"));
+    }
     let m = raw.metering;
     if m.max_json_bytes == 0 || m.max_event_bytes == 0 || m.record_queue == 0 {
         return Err(invalid("metering", "max_json_bytes, max_event_bytes and record_queue must be > 0"));
@@ -467,6 +510,13 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         max_json_bytes: m.max_json_bytes,
         max_event_bytes: m.max_event_bytes,
         record_queue: m.record_queue,
+        admission,
+        default_max_output_tokens: raw.budgets.default_max_output_tokens,
+        alert_delivery: crate::alerts::DeliverySettings {
+            retry_base: ms(raw.alerts.retry_base_ms),
+            max_attempts: raw.alerts.max_attempts,
+            timeout: ms(raw.alerts.webhook_timeout_ms),
+        },
     })
 }
 

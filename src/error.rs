@@ -20,6 +20,8 @@ pub enum ProxyError {
     NotFound(String),
     #[error("model '{0}' has no price and unknown_model = \"reject\"")]
     UnknownModel(String),
+    #[error("{0}")]
+    BudgetExceeded(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(u64),
     #[error("provider '{0}' has no api_key configured")]
@@ -41,6 +43,7 @@ impl ProxyError {
             ProxyError::Revoked(_) => StatusCode::FORBIDDEN,
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ProxyError::UnknownModel(_) => StatusCode::BAD_REQUEST,
             ProxyError::ProviderKeyMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -57,6 +60,7 @@ impl ProxyError {
             ProxyError::Revoked(_) => "key_revoked",
             ProxyError::NotFound(_) => "not_found",
             ProxyError::TooLarge(_) => "request_too_large",
+            ProxyError::BudgetExceeded(_) => "budget_exceeded",
             ProxyError::UnknownModel(_) => "unknown_model",
             ProxyError::ProviderKeyMissing(_) => "provider_not_configured",
             ProxyError::StoreUnavailable => "store_unavailable",

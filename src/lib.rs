@@ -15,7 +15,9 @@
 //!   everything together and runs until a signal.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod error;

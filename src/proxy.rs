@@ -20,6 +20,8 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::budget::admission::AdmitError;
+use crate::budget::{Admission, Budgets};
 use crate::config::{AuthMode, Config, Provider, ProviderKind, UnknownModel, Unmetered};
 use crate::error::ProxyError;
 use crate::identity::{AuthError, Identities};
@@ -33,12 +35,16 @@ use metering::{Metering, Pending, RequestFacts};
 /// Response header carrying the request id (also the cost record's `request_id`).
 pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
+/// Response header with the smallest remaining amount along the budget chain.
+pub const BUDGET_REMAINING_HEADER: &str = "x-tollgate-budget-remaining-usd";
+
 /// Everything a request needs, shared by all connections.
 pub struct ProxyState {
     pub config: Arc<Config>,
     pub identities: Arc<Identities>,
     pub client: UpstreamClient,
     pub metering: Arc<Metering>,
+    pub budgets: Arc<Budgets>,
 }
 
 /// Handles one client request end to end; never fails, errors become responses.
@@ -130,6 +136,15 @@ async fn pipeline(
         None => (bytes, false),
     };
     parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let estimate = metering::estimate_cost(
+        &config.prices,
+        &provider.name,
+        &facts,
+        bytes.len() as u64,
+        config.default_max_output_tokens,
+    );
+    let admission = admit(state, &identity, estimate).await?;
+    let remaining = admission.remaining;
     let pending = Pending {
         request_id: Uuid::parse_str(request_id).unwrap_or_else(|_| Uuid::now_v7()),
         created_at,
@@ -142,6 +157,7 @@ async fn pipeline(
         facts,
         prices: Arc::clone(&config.prices),
         metering: Arc::clone(&state.metering),
+        admission: Some(admission),
     };
     let request = Request::from_parts(parts, full(bytes));
     let response = match forward::send(
@@ -158,7 +174,29 @@ async fn pipeline(
             return Err(e);
         }
     };
-    Ok(observe(config, provider, api, response, pending, injected))
+    let mut response = observe(config, provider, api, response, pending, injected);
+    if let Some(remaining) = remaining {
+        if let Ok(v) = HeaderValue::from_str(&remaining.normalize().to_string()) {
+            response.headers_mut().insert(BUDGET_REMAINING_HEADER, v);
+        }
+    }
+    Ok(response)
+}
+
+/// Reserves the estimate on the caller's budget chain, or refuses with 402.
+async fn admit(
+    state: &ProxyState,
+    identity: &Identity,
+    estimate: rust_decimal::Decimal,
+) -> Result<Admission, ProxyError> {
+    match state.budgets.admit(identity, estimate).await {
+        Ok(admission) => Ok(admission),
+        Err(AdmitError::Refused(refusal)) => Err(ProxyError::BudgetExceeded(refusal.to_string())),
+        Err(AdmitError::Store(e)) => {
+            tracing::error!(error = %e, "budget lookup failed");
+            Err(ProxyError::StoreUnavailable)
+        }
+    }
 }
 
 /// The metered endpoint a request hits, if any: only POSTs are metered.

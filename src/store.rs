@@ -287,3 +287,90 @@ pub struct SpendRow {
     #[serde(with = "rust_decimal::serde::str")]
     pub cost_usd: rust_decimal::Decimal,
 }
+
+/// The level a budget belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Organization,
+    Project,
+    User,
+}
+
+impl Scope {
+    /// The API and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Organization => "organization",
+            Scope::Project => "project",
+            Scope::User => "user",
+        }
+    }
+
+    /// Parses an API name.
+    pub fn parse(s: &str) -> Option<Scope> {
+        [Scope::Organization, Scope::Project, Scope::User].into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The budget table of this level.
+    pub fn budget_table(self) -> &'static str {
+        match self {
+            Scope::Organization => "ai_organization_budgets",
+            Scope::Project => "ai_project_budgets",
+            Scope::User => "ai_user_budgets",
+        }
+    }
+}
+
+/// A spending limit on one organization, project or user.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Budget {
+    pub id: Uuid,
+    pub scope: Scope,
+    pub scope_id: Uuid,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub limit_usd: rust_decimal::Decimal,
+    pub period: crate::window::Period,
+    pub hard: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change to a budget.
+#[derive(Debug, Clone, Default)]
+pub struct BudgetPatch {
+    pub limit_usd: Option<rust_decimal::Decimal>,
+    pub period: Option<crate::window::Period>,
+    pub hard: Option<bool>,
+}
+
+/// A threshold on a budget that raises an alert when crossed.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertConfig {
+    pub id: Uuid,
+    pub budget_id: Uuid,
+    pub threshold_percent: u32,
+    pub webhook_url: Option<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One fired alert (once per config per window).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Alert {
+    pub id: Uuid,
+    pub alert_config_id: Uuid,
+    pub budget_id: Uuid,
+    pub window_start: DateTime<Utc>,
+    pub threshold_percent: u32,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub limit_usd: rust_decimal::Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub spent_usd: rust_decimal::Decimal,
+    pub created_at: DateTime<Utc>,
+    pub delivery_status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub webhook_url: Option<String>,
+}

@@ -238,3 +238,116 @@ impl Query {
         Ok(PageRequest { cursor: self.uuid("cursor")?, limit })
     }
 }
+
+/// Reads a money amount: a decimal string (`"10.50"`) or a JSON number, exactly.
+fn money(field: &str, value: &serde_json::Value) -> Result<rust_decimal::Decimal, AdminError> {
+    let text = match value {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(AdminError::field(field, "must be a decimal string like \"10.00\"")),
+    };
+    let parsed = rust_decimal::Decimal::from_str_exact(&text)
+        .or_else(|_| rust_decimal::Decimal::from_scientific(&text))
+        .map_err(|_| AdminError::field(field, format!("'{text}' is not a decimal amount")))?;
+    if parsed <= rust_decimal::Decimal::ZERO {
+        return Err(AdminError::field(field, "must be greater than 0"));
+    }
+    if parsed > rust_decimal::Decimal::from(1_000_000_000_000u64) {
+        return Err(AdminError::field(field, "is implausibly large"));
+    }
+    Ok(parsed.normalize())
+}
+
+fn period(value: &str) -> Result<crate::window::Period, AdminError> {
+    crate::window::Period::parse(value)
+        .ok_or_else(|| AdminError::field("period", "must be daily, weekly, monthly or total"))
+}
+
+/// `POST /v1/budgets`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBudget {
+    pub scope: String,
+    pub scope_id: Uuid,
+    pub limit_usd: serde_json::Value,
+    pub period: String,
+    /// Hard budgets refuse; soft ones only alert. Hard unless said otherwise.
+    #[serde(default = "yes")]
+    pub hard: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated new budget.
+pub struct NewBudget {
+    pub scope: crate::store::Scope,
+    pub scope_id: Uuid,
+    pub limit_usd: rust_decimal::Decimal,
+    pub period: crate::window::Period,
+    pub hard: bool,
+}
+
+impl CreateBudget {
+    pub fn validated(self) -> Result<NewBudget, AdminError> {
+        Ok(NewBudget {
+            scope: crate::store::Scope::parse(&self.scope)
+                .ok_or_else(|| AdminError::field("scope", "must be organization, project or user"))?,
+            scope_id: self.scope_id,
+            limit_usd: money("limit_usd", &self.limit_usd)?,
+            period: period(&self.period)?,
+            hard: self.hard,
+        })
+    }
+}
+
+/// `PATCH /v1/budgets/{id}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBudget {
+    #[serde(default)]
+    pub limit_usd: Option<serde_json::Value>,
+    #[serde(default)]
+    pub period: Option<String>,
+    #[serde(default)]
+    pub hard: Option<bool>,
+}
+
+impl PatchBudget {
+    pub fn validated(self) -> Result<crate::store::BudgetPatch, AdminError> {
+        Ok(crate::store::BudgetPatch {
+            limit_usd: self.limit_usd.as_ref().map(|v| money("limit_usd", v)).transpose()?,
+            period: self.period.as_deref().map(period).transpose()?,
+            hard: self.hard,
+        })
+    }
+}
+
+/// `POST /v1/alert-configs`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAlertConfig {
+    pub budget_id: Uuid,
+    pub threshold_percent: u32,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+}
+
+impl CreateAlertConfig {
+    pub fn validated(&self) -> Result<(), AdminError> {
+        if !(1..=1000).contains(&self.threshold_percent) {
+            return Err(AdminError::field("threshold_percent", "must be from 1 to 1000"));
+        }
+        if let Some(url) = &self.webhook_url {
+            let ok = url
+                .parse::<http::Uri>()
+                .ok()
+                .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
+            if !ok {
+                return Err(AdminError::field("webhook_url", "must be an http or https URL"));
+            }
+        }
+        Ok(())
+    }
+}

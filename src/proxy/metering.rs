@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::budget::Admission;
 use crate::ledger::Ledger;
 use crate::pricing::PriceList;
 use crate::store::{CostRecord, Identity, UsageSource};
@@ -24,6 +25,8 @@ pub struct RequestFacts {
     pub stream: bool,
     /// `stream_options.include_usage` was already true.
     pub include_usage: bool,
+    /// The request's own output cap, whichever field its API uses.
+    pub max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -34,20 +37,36 @@ struct RawFacts {
     stream: Option<serde_json::Value>,
     #[serde(default)]
     stream_options: Option<serde_json::Value>,
+    #[serde(default)]
+    max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_output_tokens: Option<serde_json::Value>,
+    #[serde(default, rename = "generationConfig")]
+    generation_config: Option<serde_json::Value>,
 }
 
 /// Reads the facts from a request body and path; a body that is not JSON yields none.
 pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
     let raw: Option<RawFacts> = serde_json::from_slice(body).ok();
-    let (mut model, stream, include_usage) = match raw {
-        Some(r) => (
-            r.model.and_then(|m| m.as_str().map(str::to_owned)),
-            r.stream.and_then(|s| s.as_bool()).unwrap_or(false),
-            r.stream_options
-                .and_then(|o| o.get("include_usage").and_then(serde_json::Value::as_bool))
-                .unwrap_or(false),
-        ),
-        None => (None, false, false),
+    let (mut model, stream, include_usage, max_output_tokens) = match raw {
+        Some(r) => {
+            let cap = [r.max_completion_tokens, r.max_tokens, r.max_output_tokens]
+                .into_iter()
+                .flatten()
+                .chain(r.generation_config.and_then(|g| g.get("maxOutputTokens").cloned()))
+                .find_map(|v| v.as_u64());
+            (
+                r.model.and_then(|m| m.as_str().map(str::to_owned)),
+                r.stream.and_then(|s| s.as_bool()).unwrap_or(false),
+                r.stream_options
+                    .and_then(|o| o.get("include_usage").and_then(serde_json::Value::as_bool))
+                    .unwrap_or(false),
+                cap,
+            )
+        }
+        None => (None, false, false, None),
     };
     let gemini = matches!(api, Api::GenerateContent | Api::StreamGenerateContent | Api::EmbedContent);
     if gemini {
@@ -58,7 +77,33 @@ pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
             .map(|(m, _)| m.to_owned())
             .or(model);
     }
-    RequestFacts { model, stream: stream || api == Api::StreamGenerateContent, include_usage }
+    RequestFacts {
+        model,
+        stream: stream || api == Api::StreamGenerateContent,
+        include_usage,
+        max_output_tokens,
+    }
+}
+
+/// The admission estimate: input tokens bounded by the body's bytes (no tokenizer emits
+/// more tokens than UTF-8 bytes of text), output at the request's cap, priced with the
+/// model's prices; zero for a model with no price.
+pub fn estimate_cost(
+    prices: &PriceList,
+    provider: &str,
+    facts: &RequestFacts,
+    body_bytes: u64,
+    default_max_output_tokens: u64,
+) -> Decimal {
+    let Some(price) = facts.model.as_deref().and_then(|m| prices.resolve(provider, m)) else {
+        return Decimal::ZERO;
+    };
+    let usage = Usage {
+        input_tokens: body_bytes,
+        output_tokens: facts.max_output_tokens.unwrap_or(default_max_output_tokens),
+        ..Usage::default()
+    };
+    price.price.cost(&usage)
 }
 
 /// Shared metering state: the ledger and the once-per-model warning set.
@@ -97,12 +142,17 @@ pub struct Pending {
     pub request_bytes: u64,
     pub prices: Arc<PriceList>,
     pub metering: Arc<Metering>,
+    /// The budget reservation this request holds, replaced by its cost at settle.
+    pub admission: Option<Admission>,
 }
 
 impl Pending {
     /// Prices and records the outcome; `observation` is `None` when no response came.
-    pub fn settle(self, status: u16, observation: Option<Observation>) {
+    pub fn settle(mut self, status: u16, observation: Option<Observation>) {
         let record = self.record(status, observation.as_ref());
+        if let Some(admission) = self.admission.take() {
+            admission.settle(record.cost_usd);
+        }
         self.metering.ledger.record(record);
     }
 
@@ -181,7 +231,23 @@ mod tests {
             "/v1/chat/completions",
             br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#,
         );
-        assert_eq!(f, RequestFacts { model: Some("gpt-4o".into()), stream: true, include_usage: true });
+        assert_eq!(
+            f,
+            RequestFacts {
+                model: Some("gpt-4o".into()),
+                stream: true,
+                include_usage: true,
+                max_output_tokens: None
+            }
+        );
+        let f = request_facts(Api::Messages, "/v1/messages", br#"{"model":"m","max_tokens":300}"#);
+        assert_eq!(f.max_output_tokens, Some(300));
+        let f = request_facts(
+            Api::GenerateContent,
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            br#"{"generationConfig":{"maxOutputTokens":77}}"#,
+        );
+        assert_eq!(f.max_output_tokens, Some(77));
         let f = request_facts(Api::ChatCompletions, "/v1/chat/completions", b"not json");
         assert_eq!(f, RequestFacts::default());
         let f = request_facts(

@@ -1,6 +1,7 @@
 //! SQLite backend: WAL, `foreign_keys=ON` on every connection, migrations embedded from
 //! migrations/sqlite, and the identity queries (the ledger's queries are in sqlite/records.rs).
 
+mod budgets;
 mod records;
 
 use std::str::FromStr;

@@ -1,0 +1,201 @@
+//! Budgets as a gate: the request's chain (every budget of its user, project and
+//! organization) is checked and reserved in memory — no database I/O once warm — and
+//! the reservation is replaced by the actual cost when the request settles.
+//!
+//! Counters are keyed by (scope id, period, window start), so a new calendar window
+//! starts from zero with no job; several budgets of one scope and period share one
+//! counter. Admission locks the chain's counters in a fixed order, so requests on
+//! different chains never contend and no budget ever sees half a reservation.
+
+pub mod admission;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::store::{Budget, Scope, Store, StoreError};
+use crate::window::Period;
+
+pub use admission::{Admission, Refusal};
+
+/// Where "now" comes from; tests move it across window boundaries.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// How strictly hard budgets admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmissionMode {
+    /// `spent + reserved + estimate <= limit`.
+    Reserve,
+    /// `spent + reserved < limit`.
+    Spent,
+}
+
+/// One spend counter: what settled in this window, and what in-flight requests hold.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counter {
+    pub spent: Decimal,
+    pub reserved: Decimal,
+}
+
+/// A counter's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    pub scope_id: Uuid,
+    pub period: Period,
+    pub window_start: DateTime<Utc>,
+}
+
+/// A budget's current window, for reports and `GET /v1/budgets/{id}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BudgetStatus {
+    #[serde(flatten)]
+    pub budget: Budget,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub spent_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub reserved_usd: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub remaining_usd: Decimal,
+    pub window_start: DateTime<Utc>,
+    pub window_end: Option<DateTime<Utc>>,
+}
+
+/// A settled request took a budget's window spend from `before` to `after`.
+#[derive(Debug, Clone)]
+pub struct SpendMoved {
+    pub budget: Budget,
+    pub window_start: DateTime<Utc>,
+    pub before: Decimal,
+    pub after: Decimal,
+}
+
+/// The in-memory budget state shared by the proxy and the admin API.
+pub struct Budgets {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    mode: AdmissionMode,
+    by_scope: DashMap<(Scope, Uuid), Arc<Vec<Budget>>>,
+    counters: DashMap<CounterKey, Arc<Mutex<Counter>>>,
+    /// Bumped by every invalidation so a slow load cannot put stale budgets back.
+    generation: AtomicU64,
+    /// Where settled spend movements go (the alert evaluator).
+    moved: Option<tokio::sync::mpsc::UnboundedSender<SpendMoved>>,
+}
+
+impl Budgets {
+    /// Budget state over `store`; `moved` receives every settled change of a budget's spend.
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        mode: AdmissionMode,
+        moved: Option<tokio::sync::mpsc::UnboundedSender<SpendMoved>>,
+    ) -> Budgets {
+        Budgets {
+            store,
+            clock,
+            mode,
+            by_scope: DashMap::new(),
+            counters: DashMap::new(),
+            generation: AtomicU64::new(0),
+            moved,
+        }
+    }
+
+    /// The clock admission uses.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Forgets cached budget definitions (counters stay: spend does not change).
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.by_scope.clear();
+    }
+
+    /// The budgets of one scope entity, from the cache or the database.
+    pub async fn of(&self, scope: Scope, scope_id: Uuid) -> Result<Arc<Vec<Budget>>, StoreError> {
+        let key = (scope, scope_id);
+        if let Some(found) = self.by_scope.get(&key).map(|e| Arc::clone(e.value())) {
+            return Ok(found);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let loaded = Arc::new(self.store.budgets_of(scope, scope_id).await?);
+        self.by_scope.insert(key, Arc::clone(&loaded));
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.by_scope.remove(&key);
+        }
+        Ok(loaded)
+    }
+
+    /// The counter for a key, loading the window's settled spend on first use.
+    async fn counter(&self, key: CounterKey) -> Result<Arc<Mutex<Counter>>, StoreError> {
+        if let Some(c) = self.counters.get(&key).map(|e| Arc::clone(e.value())) {
+            return Ok(c);
+        }
+        let spent = self.store.window_spend(key.scope_id, key.period, key.window_start).await?;
+        let entry = self
+            .counters
+            .entry(key)
+            .or_insert_with(|| Arc::new(Mutex::new(Counter { spent, reserved: Decimal::ZERO })));
+        Ok(Arc::clone(entry.value()))
+    }
+
+    /// Current window figures of one budget.
+    pub async fn status(&self, budget: Budget) -> Result<BudgetStatus, StoreError> {
+        let now = self.now();
+        let key = CounterKey {
+            scope_id: budget.scope_id,
+            period: budget.period,
+            window_start: budget.period.start(now),
+        };
+        let counter = match self.counters.get(&key).map(|e| Arc::clone(e.value())) {
+            Some(c) => lock(&c),
+            None => Counter {
+                spent: self.store.window_spend(key.scope_id, key.period, key.window_start).await?,
+                reserved: Decimal::ZERO,
+            },
+        };
+        Ok(BudgetStatus {
+            remaining_usd: (budget.limit_usd - counter.spent - counter.reserved).normalize(),
+            spent_usd: counter.spent.normalize(),
+            reserved_usd: counter.reserved.normalize(),
+            window_start: key.window_start,
+            window_end: budget.period.end(now),
+            budget,
+        })
+    }
+
+    /// Drops counters of windows that ended more than a day ago and hold nothing.
+    pub fn sweep(&self) {
+        let now = self.now();
+        self.counters.retain(|key, counter| {
+            let ended =
+                key.period.end(key.window_start).is_some_and(|end| end + chrono::Duration::days(1) < now);
+            !(ended && lock(counter).reserved.is_zero())
+        });
+    }
+}
+
+/// Locks a counter; a poisoned lock still holds valid numbers (updates are single assignments).
+fn lock(counter: &Mutex<Counter>) -> Counter {
+    match counter.lock() {
+        Ok(g) => *g,
+        Err(poisoned) => *poisoned.into_inner(),
+    }
+}
