@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use chrono::Utc;
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -98,7 +97,7 @@ async fn pipeline(
     kind: &mut ProviderKind,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let started = Instant::now();
-    let created_at = Utc::now();
+    let created_at = state.budgets.now();
     let config = &state.config;
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();

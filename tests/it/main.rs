@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod alerts;
 mod auth;
+mod budgets;
 mod ledger;
 mod metering;
 mod proxy;

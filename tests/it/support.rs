@@ -202,6 +202,7 @@ pub struct TestApp {
     pub admin: SocketAddr,
     pub mock: Mock,
     pub _dir: tempfile::TempDir,
+    config_text: String,
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -263,6 +264,25 @@ auth_header = "api-key"
 }
 
 async fn start_app(mock: Mock, server_extra: &str, providers: &str) -> TestApp {
+    start_app_with_clock(mock, server_extra, providers, Arc::new(tollgate::budget::SystemClock)).await
+}
+
+/// The standard providers and a given clock (budget windows).
+pub async fn spawn_app_with_clock(mock: Mock, clock: Arc<dyn tollgate::budget::Clock>) -> TestApp {
+    let url = mock.url();
+    let providers = format!(
+        "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"{OPENAI_KEY}\"\n\
+         [[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{url}\"\napi_key = \"{ANTHROPIC_KEY}\"\n"
+    );
+    start_app_with_clock(mock, "", &providers, clock).await
+}
+
+async fn start_app_with_clock(
+    mock: Mock,
+    server_extra: &str,
+    providers: &str,
+    clock: Arc<dyn tollgate::budget::Clock>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tollgate.db");
     let text = format!(
@@ -280,13 +300,24 @@ token = "{ADMIN_TOKEN}"
 url = "sqlite://{db}"
 [log]
 filter = "warn"
+[alerts]
+retry_base_ms = 20
+max_attempts = 4
+webhook_timeout_ms = 2000
 {providers}
 "#,
         db = db.display(),
     );
     let config = tollgate::config::Config::from_toml_with_env(&text, &|_| None).unwrap();
-    let running = tollgate::app::start(config).await.unwrap();
-    TestApp { proxy: running.proxy_addr, admin: running.admin_addr, running: Some(running), mock, _dir: dir }
+    let running = tollgate::app::start_with_clock(config, clock).await.unwrap();
+    TestApp {
+        proxy: running.proxy_addr,
+        admin: running.admin_addr,
+        running: Some(running),
+        mock,
+        _dir: dir,
+        config_text: text,
+    }
 }
 
 pub async fn spawn_app(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> TestApp {
@@ -376,6 +407,16 @@ impl TestApp {
             key_id: key_json["id"].as_str().unwrap().to_owned(),
             key: key_json["key"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// Stops this tollgate and starts a new one on the same database and config.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        let config = tollgate::config::Config::from_toml_with_env(&self.config_text, &|_| None).unwrap();
+        let running = tollgate::app::start(config).await.unwrap();
+        self.proxy = running.proxy_addr;
+        self.admin = running.admin_addr;
+        self.running = Some(running);
     }
 
     pub async fn shutdown(&mut self) {
