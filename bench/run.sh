@@ -5,7 +5,8 @@
 # Env knobs (defaults in brackets):
 #   DURATION [10s]  CONNECTIONS [64]  WARMUP [2s]  CHUNKS [20] (SSE events per stream)
 #   CHUNK_DELAY_MS [0]  LOG_FILTER [warn] (tollgate's log filter)  TARGETS [direct nginx tollgate]
-#   SCENARIOS [chat chat-stream]  MOCK_PORT [9000]  PROXY_PORT [18080]  ADMIN_PORT [18081]
+#   SCENARIOS [chat chat-stream chat-stream-paced]  PACE_MS [5] (gap between the paced
+#   scenario's events)  PACED_CONNECTIONS [256]  MOCK_PORT [9000]  PROXY_PORT [18080]  ADMIN_PORT [18081]
 #   NGINX_PORT [18082]  KEEP_TMP [0] (1 keeps the temp dir: configs, logs, raw results)
 #   CARGO_TARGET_DIR [target]  SKIP_BUILD [0]
 set -euo pipefail
@@ -20,7 +21,9 @@ CHUNKS=${CHUNKS:-20}
 CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
 LOG_FILTER=${LOG_FILTER:-warn}
 TARGETS=${TARGETS:-direct nginx tollgate}
-SCENARIOS=${SCENARIOS:-chat chat-stream}
+SCENARIOS=${SCENARIOS:-chat chat-stream chat-stream-paced}
+PACE_MS=${PACE_MS:-5}
+PACED_CONNECTIONS=${PACED_CONNECTIONS:-256}
 MOCK_PORT=${MOCK_PORT:-9000}
 PROXY_PORT=${PROXY_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-18081}
@@ -190,18 +193,20 @@ url_for() {
     esac
 }
 
-# load DURATION URL BODY OUT: one run, raw result in OUT.
+# load DURATION URL BODY OUT: one run with $conns connections and $delay_ms pacing
+# (set by the scenario loop), raw result in OUT.
 load() {
     local duration=$1 url=$2 body=$3 out=$4
     if [ "$LOADGEN" = oha ]; then
-        oha --no-tui "${OHA_JSON[@]}" -z "$duration" -c "$CONNECTIONS" -m POST \
-            -H "authorization: Bearer $KEY" -T application/json -d "$body" "$url" >"$out"
+        oha --no-tui "${OHA_JSON[@]}" -z "$duration" -c "$conns" -m POST -H "authorization: Bearer $KEY" \
+            -H "x-mock-chunk-delay-ms: $delay_ms" -T application/json -d "$body" "$url" >"$out"
     else
         cat >"$TMP/post.lua" <<'EOF'
 wrk.method = "POST"
 wrk.body = os.getenv("WRK_BODY")
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("WRK_KEY")
+wrk.headers["x-mock-chunk-delay-ms"] = os.getenv("WRK_DELAY")
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('{"wrk":true,"rps":%f,"p50":%f,"p99":%f,"requests":%d,"non2xx":%d,"errors":%d}\n',
@@ -209,7 +214,7 @@ done = function(summary, latency, requests)
     summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
 end
 EOF
-        WRK_BODY=$body WRK_KEY=$KEY wrk -t2 -c "$CONNECTIONS" -d "$duration" -s "$TMP/post.lua" "$url" \
+        WRK_BODY=$body WRK_KEY=$KEY WRK_DELAY=$delay_ms wrk -t2 -c "$conns" -d "$duration" -s "$TMP/post.lua" "$url" \
             | grep '^{"wrk"' >"$out"
     fi
 }
@@ -219,18 +224,20 @@ mkdir -p "$TMP/results"
 if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
     log "warning: a compiler is running on this machine; results will be noisy"
 fi
-log "load: $LOADGEN, $CONNECTIONS connections, $DURATION per run (+$WARMUP warm-up), $CHUNKS SSE events per stream"
+log "load: $LOADGEN, $DURATION per run (+$WARMUP warm-up), $CHUNKS SSE events per stream"
 for scenario in $SCENARIOS; do
+    conns=$CONNECTIONS delay_ms=$CHUNK_DELAY_MS
     case $scenario in
         chat) body=$BODY_CHAT ;;
         chat-stream) body=$BODY_STREAM ;;
+        chat-stream-paced) body=$BODY_STREAM conns=$PACED_CONNECTIONS delay_ms=$PACE_MS ;;
         *) log "unknown scenario $scenario"; exit 1 ;;
     esac
     for target in $TARGETS; do
         url=$(url_for "$target")
         curl -sf -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' -d "$body" "$url" \
             || { log "$scenario via $target: probe request failed"; exit 1; }
-        log "$scenario via $target"
+        log "$scenario via $target ($conns connections)"
         [ "$WARMUP" = 0 ] || load "$WARMUP" "$url" "$body" "$TMP/results/warmup.json"
         load "$DURATION" "$url" "$body" "$TMP/results/$scenario.$target.json"
     done
@@ -241,16 +248,20 @@ if ! kill -0 "$TOLLGATE_PID" 2>/dev/null; then
     tail -n 50 "$TMP/tollgate.log" >&2
     exit 1
 fi
-if grep -qiE 'panick|ERROR' "$TMP/tollgate.log"; then
-    log "tollgate logged errors:"
-    grep -iE 'panick|ERROR' "$TMP/tollgate.log" | sort | uniq -c | sort -rn | head -n 20 >&2
+# Summarise what tollgate logged at warn level and above, by message (timestamps and
+# colours stripped).
+if grep -qE 'WARN|ERROR|panick' "$TMP/tollgate.log"; then
+    log "tollgate logged (count, message):"
+    sed -E 's/\x1b\[[0-9;]*m//g; s/^[0-9T:.Z-]+ +//' "$TMP/tollgate.log" | grep -E '^(WARN|ERROR)|panick' \
+        | sort | uniq -c | sort -rn | head -n 20 >&2
 fi
 
 # --- report --------------------------------------------------------------------------
-python3 - "$TMP/results" "$SCENARIOS" "$TARGETS" <<'EOF'
+python3 - "$TMP/results" "$SCENARIOS" "$TARGETS" \
+    "$CONNECTIONS connections; chat-stream-paced: $PACED_CONNECTIONS connections, $PACE_MS ms between events; $CHUNKS content events per stream; $DURATION per run" <<'EOF'
 import json, os, sys
 
-results, scenarios, targets = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+results, scenarios, targets, footnote = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
 
 def parse(path):
     with open(path) as f:
@@ -286,4 +297,6 @@ print(line(head))
 print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 for r in rows:
     print(line(r))
+print()
+print(footnote)
 EOF

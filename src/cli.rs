@@ -45,6 +45,12 @@ pub enum Command {
     /// Tollgate keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Budgets.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+    /// Alert thresholds on budgets.
+    #[command(subcommand, name = "alert-config")]
+    AlertConfig(AlertConfigCommand),
     /// Spend report from the cost records, as a table.
     Spend(SpendArgs),
     /// Show the prices a model name resolves to.
@@ -55,6 +61,54 @@ pub enum Command {
         #[arg(long, default_value = "openai")]
         provider: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Create a budget on an organization, project or user.
+    Create {
+        /// organization | project | user
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        scope_id: Uuid,
+        /// USD, e.g. 10 or 12.50
+        #[arg(long)]
+        limit: String,
+        /// daily | weekly | monthly | total
+        #[arg(long)]
+        period: String,
+        /// Only alert, never refuse.
+        #[arg(long)]
+        soft: bool,
+    },
+    /// List budgets.
+    List,
+    /// Change a budget's limit.
+    SetLimit { id: Uuid, limit: String },
+    /// Delete a budget (and its alert configs).
+    Delete { id: Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertConfigCommand {
+    /// Alert when a budget's window spend crosses a percentage of its limit.
+    Create {
+        #[arg(long = "budget")]
+        budget_id: Uuid,
+        /// 1..=1000
+        #[arg(long)]
+        threshold: u32,
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// List alert configs.
+    List {
+        #[arg(long = "budget")]
+        budget_id: Option<Uuid>,
+    },
+    /// Delete an alert config.
+    Delete { id: Uuid },
 }
 
 /// Filters and grouping of `tollgate spend`.
@@ -280,6 +334,8 @@ async fn admin_command(store: &Store, command: Command) -> anyhow::Result<()> {
             println!("revoked key {id}");
         }
         Command::Spend(args) => print_spend(store, args).await?,
+        Command::Budget(cmd) => budget_command(store, cmd).await?,
+        Command::AlertConfig(cmd) => alert_config_command(store, cmd).await?,
         Command::Serve | Command::CheckConfig | Command::Pricing { .. } => {}
     }
     Ok(())
@@ -404,6 +460,65 @@ async fn print_budget_use(store: &Store, filter: &store::RecordFilter) -> anyhow
             spent.normalize(),
             used
         );
+    }
+    Ok(())
+}
+
+fn limit(text: &str) -> anyhow::Result<rust_decimal::Decimal> {
+    let d = rust_decimal::Decimal::from_str_exact(text.trim())
+        .with_context(|| format!("'{text}' is not a USD amount"))?;
+    anyhow::ensure!(d > rust_decimal::Decimal::ZERO, "the limit must be greater than 0");
+    Ok(d.normalize())
+}
+
+async fn budget_command(store: &Store, cmd: BudgetCommand) -> anyhow::Result<()> {
+    match cmd {
+        BudgetCommand::Create { scope, scope_id, limit: l, period, soft } => {
+            let scope =
+                store::Scope::parse(&scope).context("--scope must be organization, project or user")?;
+            let period = crate::window::Period::parse(&period)
+                .context("--period must be daily, weekly, monthly or total")?;
+            let b = store.create_budget(scope, scope_id, limit(&l)?, period, !soft).await?;
+            println!("{}\t{} {} {} ${}", b.id, b.scope.as_str(), b.scope_id, b.period.as_str(), b.limit_usd);
+        }
+        BudgetCommand::List => print_budget_use(store, &store::RecordFilter::default()).await?,
+        BudgetCommand::SetLimit { id, limit: l } => {
+            let b = store
+                .update_budget(id, &store::BudgetPatch { limit_usd: Some(limit(&l)?), ..Default::default() })
+                .await?;
+            println!("{}\tlimit ${}", b.id, b.limit_usd);
+        }
+        BudgetCommand::Delete { id } => {
+            store.delete_budget(id).await?;
+            println!("deleted budget {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn alert_config_command(store: &Store, cmd: AlertConfigCommand) -> anyhow::Result<()> {
+    match cmd {
+        AlertConfigCommand::Create { budget_id, threshold, webhook } => {
+            anyhow::ensure!((1..=1000).contains(&threshold), "--threshold must be from 1 to 1000");
+            let c = store.create_alert_config(budget_id, threshold, webhook.as_deref()).await?;
+            println!("{}\t{}% of budget {}", c.id, c.threshold_percent, c.budget_id);
+        }
+        AlertConfigCommand::List { budget_id } => {
+            println!("{:<36}  {:<36}  {:>9}  WEBHOOK", "ID", "BUDGET", "THRESHOLD");
+            for c in store.list_alert_configs(budget_id).await? {
+                println!(
+                    "{:<36}  {:<36}  {:>8}%  {}",
+                    c.id,
+                    c.budget_id,
+                    c.threshold_percent,
+                    c.webhook_url.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        AlertConfigCommand::Delete { id } => {
+            store.delete_alert_config(id).await?;
+            println!("deleted alert config {id}");
+        }
     }
     Ok(())
 }

@@ -142,3 +142,28 @@ async fn headers_mode_attributes_by_user_and_project_and_passes_client_key_when_
     let got = send(&client(), send_with("/v1/chat/completions", Some("mallory"), Some(&s.project_id))).await;
     assert_eq!(got.status, 401);
 }
+
+#[tokio::test]
+async fn cli_writes_reach_a_running_server_within_its_poll_interval() {
+    let app = spawn_app(|_| ok()).await;
+    let s = app.seed().await;
+    let url = app.url("/v1/chat/completions");
+    assert_eq!(send(&client(), openai_post(&url, &s.key, "{}")).await.status, 200);
+    let cfg = app._dir.path().join("cli.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", app.db_url())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["key", "revoke", &s.key_id])
+        .env("TOLLGATE_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let started = std::time::Instant::now();
+    loop {
+        let status = send(&client(), openai_post(&url, &s.key, "{}")).await.status;
+        if status == 403 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "revocation by the CLI never took effect");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
