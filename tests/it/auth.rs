@@ -151,10 +151,12 @@ async fn cli_writes_reach_a_running_server_within_its_poll_interval() {
     assert_eq!(send(&client(), openai_post(&url, &s.key, "{}")).await.status, 200);
     let cfg = app._dir.path().join("cli.toml");
     std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", app.db_url())).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    // Async, so the in-process server keeps running while the CLI works on its database.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["key", "revoke", &s.key_id])
         .env("TOLLGATE_CONFIG", &cfg)
         .output()
+        .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let started = std::time::Instant::now();
@@ -163,7 +165,10 @@ async fn cli_writes_reach_a_running_server_within_its_poll_interval() {
         if status == 403 {
             break;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "revocation by the CLI never took effect");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "revocation by the CLI never took effect"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

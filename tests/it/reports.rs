@@ -94,10 +94,12 @@ async fn cost_records_and_spend_reports_agree_to_the_last_digit() {
     }
 
     // The CLI prints the same numbers.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    // Async, so the in-process server keeps running while the CLI works on its database.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args(["spend", "--group-by", "model"])
         .env("TOLLGATE_CONFIG", write_cli_config(&app))
         .output()
+        .await
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
