@@ -219,6 +219,20 @@ EOF
     fi
 }
 
+# probe URL BODY: one request that must succeed before a run; a failure is retried once
+# and reported, since it says something about the target.
+probe() {
+    for _ in 1 2; do
+        if curl -sS -f -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
+            -d "$2" "$1" 2>"$TMP/probe.err"; then
+            return 0
+        fi
+        log "probe of $1 failed ($(cat "$TMP/probe.err")); mock alive: $(kill -0 "${PIDS[0]}" 2>/dev/null && echo yes || echo no)"
+        sleep 1
+    done
+    return 1
+}
+
 mkdir -p "$TMP/results"
 # Everything shares the machine's cores: a compiler running beside the benchmark skews it.
 if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
@@ -235,8 +249,7 @@ for scenario in $SCENARIOS; do
     esac
     for target in $TARGETS; do
         url=$(url_for "$target")
-        curl -sf -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' -d "$body" "$url" \
-            || { log "$scenario via $target: probe request failed"; exit 1; }
+        probe "$url" "$body" || { log "$scenario via $target: probe request failed"; exit 1; }
         log "$scenario via $target ($conns connections)"
         [ "$WARMUP" = 0 ] || load "$WARMUP" "$url" "$body" "$TMP/results/warmup.json"
         load "$DURATION" "$url" "$body" "$TMP/results/$scenario.$target.json"
