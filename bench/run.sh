@@ -5,7 +5,7 @@
 # Env knobs (defaults in brackets):
 #   DURATION [10s]  CONNECTIONS [64]  WARMUP [2s]  CHUNKS [20] (SSE events per stream)
 #   CHUNK_DELAY_MS [0]  LOG_FILTER [warn] (tollgate's log filter)  TARGETS [direct nginx tollgate]
-#   SCENARIOS [chat chat-stream chat-stream-paced]  PACE_MS [5] (gap between the paced
+#   SCENARIOS [chat chat-stream chat-stream-paced chat-stream-1conn]  PACE_MS [5] (gap between the paced
 #   scenario's events)  PACED_CONNECTIONS [256]  MOCK_PORT [9000]  PROXY_PORT [18080]  ADMIN_PORT [18081]
 #   NGINX_PORT [18082]  KEEP_TMP [0] (1 keeps the temp dir: configs, logs, raw results)
 #   CARGO_TARGET_DIR [target]  SKIP_BUILD [0]
@@ -21,7 +21,7 @@ CHUNKS=${CHUNKS:-20}
 CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
 LOG_FILTER=${LOG_FILTER:-warn}
 TARGETS=${TARGETS:-direct nginx tollgate}
-SCENARIOS=${SCENARIOS:-chat chat-stream chat-stream-paced}
+SCENARIOS=${SCENARIOS:-chat chat-stream chat-stream-paced chat-stream-1conn}
 PACE_MS=${PACE_MS:-5}
 PACED_CONNECTIONS=${PACED_CONNECTIONS:-256}
 MOCK_PORT=${MOCK_PORT:-9000}
@@ -245,6 +245,7 @@ for scenario in $SCENARIOS; do
         chat) body=$BODY_CHAT ;;
         chat-stream) body=$BODY_STREAM ;;
         chat-stream-paced) body=$BODY_STREAM conns=$PACED_CONNECTIONS delay_ms=$PACE_MS ;;
+        chat-stream-1conn) body=$BODY_STREAM conns=1 ;;
         *) log "unknown scenario $scenario"; exit 1 ;;
     esac
     for target in $TARGETS; do
@@ -271,7 +272,7 @@ fi
 
 # --- report --------------------------------------------------------------------------
 python3 - "$TMP/results" "$SCENARIOS" "$TARGETS" \
-    "$CONNECTIONS connections; chat-stream-paced: $PACED_CONNECTIONS connections, $PACE_MS ms between events; $CHUNKS content events per stream; $DURATION per run" <<'EOF'
+    "$CONNECTIONS connections (chat-stream-paced: $PACED_CONNECTIONS, $PACE_MS ms between events; chat-stream-1conn: 1); $CHUNKS content events per stream; $DURATION per run; ttfb = time to the first response byte" <<'EOF'
 import json, os, sys
 
 results, scenarios, targets, footnote = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
@@ -280,15 +281,16 @@ def parse(path):
     with open(path) as f:
         d = json.load(f)
     if d.get("wrk"):
-        return d["rps"], d["p50"], d["p99"], d["requests"] - d["non2xx"], d["non2xx"] + d["errors"]
+        return d["rps"], d["p50"], d["p99"], None, d["requests"] - d["non2xx"], d["non2xx"] + d["errors"]
     codes = {int(k): v for k, v in (d.get("statusCodeDistribution") or {}).items()}
     ok = sum(v for k, v in codes.items() if 200 <= k < 300)
     # Requests cut off by the deadline are reported as errors by oha; they are not failures.
     errors = {k: v for k, v in (d.get("errorDistribution") or {}).items() if "deadline" not in k}
     bad = sum(v for k, v in codes.items() if not 200 <= k < 300) + sum(errors.values())
     lat = d.get("latencyPercentiles") or {}
+    ttfb = (d.get("firstBytePercentiles") or {}).get("p50")
     ms = lambda v: (v or 0) * 1000
-    return d["summary"]["requestsPerSec"], ms(lat.get("p50")), ms(lat.get("p99")), ok, bad
+    return d["summary"]["requestsPerSec"], ms(lat.get("p50")), ms(lat.get("p99")), ttfb and ms(ttfb), ok, bad
 
 rows = []
 for s in scenarios:
@@ -297,13 +299,14 @@ for s in scenarios:
         path = os.path.join(results, f"{s}.{t}.json")
         if not os.path.exists(path):
             continue
-        rps, p50, p99, ok, bad = parse(path)
+        rps, p50, p99, ttfb, ok, bad = parse(path)
         if t == "direct":
             direct = rps
         ratio = f"{rps / direct:.2f}" if direct else "-"
-        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ratio, f"{ok:,}", str(bad)))
+        ttfb = "-" if ttfb is None else f"{ttfb:.2f}"
+        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ttfb, ratio, f"{ok:,}", str(bad)))
 
-head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "vs direct", "2xx", "failed")
+head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms", "req/s vs direct", "2xx", "failed")
 widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
 line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
 print(line(head))

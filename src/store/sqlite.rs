@@ -157,11 +157,10 @@ impl SqliteStore {
 
     pub async fn create_organization(&self, name: &str) -> Result<Organization, StoreError> {
         let id = Uuid::now_v7();
-        let now = Utc::now();
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")
             .bind(id.to_string())
             .bind(name)
-            .bind(ts(now))
+            .bind(ts(Utc::now()))
             .execute(&self.pool)
             .await
             .map_err(|e| map_write_err("organization", e))?;
@@ -170,56 +169,20 @@ impl SqliteStore {
     }
 
     pub async fn get_organization(&self, id: Uuid) -> Result<Organization, StoreError> {
-        let row = sqlx::query("SELECT * FROM organizations WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("organization"))?;
-        organization(&row)
+        self.fetch_by_id("organizations", "organization", id, organization).await
     }
 
     pub async fn list_organizations(&self, req: &PageRequest) -> Result<Page<Organization>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM organizations WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
-            .bind(i64::from(req.limit()) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let items = rows.iter().map(organization).collect::<Result<Vec<_>, _>>()?;
-        Ok(page(items, req.limit(), |o| o.id))
+        self.list_of("organizations", None, req, organization, |o| o.id).await
     }
 
     pub async fn update_organization(&self, id: Uuid, patch: &Patch) -> Result<Organization, StoreError> {
-        let sql = format!("UPDATE organizations SET name = coalesce(?, name), {} WHERE id = ?", ARCHIVE_SQL);
-        let done = sqlx::query(&sql)
-            .bind(patch.name.as_deref())
-            .bind(patch.archived.map(i64::from))
-            .bind(ts(Utc::now()))
-            .bind(patch.archived.map(i64::from))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_write_err("organization", e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("organization"));
-        }
-        self.bump_admin_version().await?;
+        self.patch_row("organizations", "organization", id, patch).await?;
         self.get_organization(id).await
     }
 
     pub async fn delete_organization(&self, id: Uuid) -> Result<(), StoreError> {
         self.delete("organizations", "organization", id).await
-    }
-
-    async fn delete(&self, table: &str, entity: &'static str, id: Uuid) -> Result<(), StoreError> {
-        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_write_err(entity, e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(entity));
-        }
-        self.bump_admin_version().await
     }
 
     pub async fn create_project(&self, organization_id: Uuid, name: &str) -> Result<Project, StoreError> {
@@ -238,12 +201,7 @@ impl SqliteStore {
     }
 
     pub async fn get_project(&self, id: Uuid) -> Result<Project, StoreError> {
-        let row = sqlx::query("SELECT * FROM projects WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("project"))?;
-        project(&row)
+        self.fetch_by_id("projects", "project", id, project).await
     }
 
     pub async fn list_projects(
@@ -251,34 +209,11 @@ impl SqliteStore {
         organization_id: Option<Uuid>,
         req: &PageRequest,
     ) -> Result<Page<Project>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM projects WHERE id > ? AND (? IS NULL OR organization_id = ?) ORDER BY id LIMIT ?",
-        )
-        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
-        .bind(organization_id.map(|o| o.to_string()))
-        .bind(organization_id.map(|o| o.to_string()))
-        .bind(i64::from(req.limit()) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(project).collect::<Result<Vec<_>, _>>()?;
-        Ok(page(items, req.limit(), |p| p.id))
+        self.list_of("projects", Some(("organization_id", organization_id)), req, project, |p| p.id).await
     }
 
     pub async fn update_project(&self, id: Uuid, patch: &Patch) -> Result<Project, StoreError> {
-        let sql = format!("UPDATE projects SET name = coalesce(?, name), {} WHERE id = ?", ARCHIVE_SQL);
-        let done = sqlx::query(&sql)
-            .bind(patch.name.as_deref())
-            .bind(patch.archived.map(i64::from))
-            .bind(ts(Utc::now()))
-            .bind(patch.archived.map(i64::from))
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| map_write_err("project", e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("project"));
-        }
-        self.bump_admin_version().await?;
+        self.patch_row("projects", "project", id, patch).await?;
         self.get_project(id).await
     }
 
@@ -305,12 +240,7 @@ impl SqliteStore {
     }
 
     pub async fn get_user(&self, id: Uuid) -> Result<User, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
-        user(&row)
+        self.fetch_by_id("users", "user", id, user).await
     }
 
     pub async fn list_users(
@@ -318,42 +248,98 @@ impl SqliteStore {
         organization_id: Option<Uuid>,
         req: &PageRequest,
     ) -> Result<Page<User>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM users WHERE id > ? AND (? IS NULL OR organization_id = ?) ORDER BY id LIMIT ?",
-        )
-        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
-        .bind(organization_id.map(|o| o.to_string()))
-        .bind(organization_id.map(|o| o.to_string()))
-        .bind(i64::from(req.limit()) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(user).collect::<Result<Vec<_>, _>>()?;
-        Ok(page(items, req.limit(), |u| u.id))
+        self.list_of("users", Some(("organization_id", organization_id)), req, user, |u| u.id).await
     }
 
     pub async fn update_user(&self, id: Uuid, patch: &Patch) -> Result<User, StoreError> {
-        let sql = format!(
-            "UPDATE users SET email = CASE WHEN ? THEN ? ELSE email END, {} WHERE id = ?",
-            ARCHIVE_SQL
-        );
-        let done = sqlx::query(&sql)
-            .bind(patch.email.is_some())
-            .bind(patch.email.clone().flatten())
+        self.patch_row("users", "user", id, patch).await?;
+        self.get_user(id).await
+    }
+
+    pub async fn delete_user(&self, id: Uuid) -> Result<(), StoreError> {
+        self.delete("users", "user", id).await
+    }
+
+    /// One row by id, mapped.
+    async fn fetch_by_id<T>(
+        &self,
+        table: &str,
+        entity: &'static str,
+        id: Uuid,
+        map: fn(&SqliteRow) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let row = sqlx::query(&format!("SELECT * FROM {table} WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound(entity))?;
+        map(&row)
+    }
+
+    /// A page of a table by id, optionally filtered on one column.
+    async fn list_of<T>(
+        &self,
+        table: &str,
+        filter: Option<(&str, Option<Uuid>)>,
+        req: &PageRequest,
+        map: fn(&SqliteRow) -> Result<T, StoreError>,
+        id_of: fn(&T) -> Uuid,
+    ) -> Result<Page<T>, StoreError> {
+        let (column, value) = filter.unwrap_or(("id", None));
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM {table} WHERE id > ? AND (? IS NULL OR {column} = ?) ORDER BY id LIMIT ?"
+        ))
+        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
+        .bind(value.map(|v| v.to_string()))
+        .bind(value.map(|v| v.to_string()))
+        .bind(i64::from(req.limit()) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(map).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, req.limit(), id_of))
+    }
+
+    /// Applies a patch: `name` (organizations, projects) or `email` (users), and the
+    /// archive flag.
+    async fn patch_row(
+        &self,
+        table: &str,
+        entity: &'static str,
+        id: Uuid,
+        patch: &Patch,
+    ) -> Result<(), StoreError> {
+        let set = if table == "users" {
+            "email = CASE WHEN ? THEN ? ELSE email END"
+        } else {
+            "name = CASE WHEN ? THEN ? ELSE name END"
+        };
+        let value = if table == "users" { patch.email.clone().flatten() } else { patch.name.clone() };
+        let changes = if table == "users" { patch.email.is_some() } else { patch.name.is_some() };
+        let done = sqlx::query(&format!("UPDATE {table} SET {set}, {ARCHIVE_SQL} WHERE id = ?"))
+            .bind(changes)
+            .bind(value)
             .bind(patch.archived.map(i64::from))
             .bind(ts(Utc::now()))
             .bind(patch.archived.map(i64::from))
             .bind(id.to_string())
             .execute(&self.pool)
             .await
-            .map_err(|e| map_write_err("user", e))?;
+            .map_err(|e| map_write_err(entity, e))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
+            return Err(StoreError::NotFound(entity));
         }
-        self.bump_admin_version().await?;
-        self.get_user(id).await
+        self.bump_admin_version().await
     }
 
-    pub async fn delete_user(&self, id: Uuid) -> Result<(), StoreError> {
-        self.delete("users", "user", id).await
+    async fn delete(&self, table: &str, entity: &'static str, id: Uuid) -> Result<(), StoreError> {
+        let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = ?"))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map_write_err(entity, e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(entity));
+        }
+        self.bump_admin_version().await
     }
 }

@@ -5,7 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{map_write_err, opt_ts_col, page, ts_col, uuid_col, SqliteStore};
+use super::{map_write_err, opt_ts_col, ts_col, uuid_col, SqliteStore};
 use crate::store::{ts, ApiKey, Identity, NewKey, Page, PageRequest, StoreError};
 
 fn api_key(row: &SqliteRow) -> Result<ApiKey, StoreError> {
@@ -78,12 +78,7 @@ impl SqliteStore {
     }
 
     pub async fn get_key(&self, id: Uuid) -> Result<ApiKey, StoreError> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("key"))?;
-        api_key(&row)
+        self.fetch_by_id("api_keys", "key", id, api_key).await
     }
 
     pub async fn list_keys(
@@ -91,17 +86,7 @@ impl SqliteStore {
         user_id: Option<Uuid>,
         req: &PageRequest,
     ) -> Result<Page<ApiKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM api_keys WHERE id > ? AND (? IS NULL OR user_id = ?) ORDER BY id LIMIT ?",
-        )
-        .bind(req.cursor.map(|c| c.to_string()).unwrap_or_default())
-        .bind(user_id.map(|o| o.to_string()))
-        .bind(user_id.map(|o| o.to_string()))
-        .bind(i64::from(req.limit()) + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(api_key).collect::<Result<Vec<_>, _>>()?;
-        Ok(page(items, req.limit(), |k| k.id))
+        self.list_of("api_keys", Some(("user_id", user_id)), req, api_key, |k| k.id).await
     }
 
     /// Marks a key revoked (idempotent: the first revocation time is kept).
