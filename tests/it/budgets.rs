@@ -315,3 +315,18 @@ async fn a_request_spanning_midnight_is_charged_to_the_window_it_started_in() {
         r.cost_usd
     );
 }
+
+#[tokio::test]
+async fn spent_mode_admits_while_spent_plus_reserved_is_below_the_limit() {
+    let app = spawn_app_with(Mock::start(mini_reply).await, "[budgets]\nadmission = \"spent\"\n").await;
+    let s = app.seed().await;
+    let url = app.url("/v1/chat/completions");
+    budget(&app, "user", &s.user_id, "0.0003", "daily", true).await;
+    for expected in [200, 200, 402] {
+        let got = send(&client(), openai_post(&url, &s.key, &mini_body())).await;
+        assert_eq!(got.status, expected);
+        if let Some(id) = got.headers.get("x-tollgate-request-id").filter(|_| expected == 200) {
+            record_for(&app, id.to_str().unwrap()).await;
+        }
+    }
+}
