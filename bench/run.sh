@@ -7,8 +7,8 @@
 #   CHUNK_DELAY_MS [0]  LOG_FILTER [warn] (tollgate's log filter)  TARGETS [direct nginx tollgate]
 #   SCENARIOS [chat chat-stream chat-stream-paced chat-stream-1conn]  PACE_MS [5] (gap between the paced
 #   scenario's events)  PACED_CONNECTIONS [256]  MOCK_PORT [9000]  PROXY_PORT [18080]  ADMIN_PORT [18081]
-#   NGINX_PORT [18082]  KEEP_TMP [0] (1 keeps the temp dir: configs, logs, raw results)
-#   CARGO_TARGET_DIR [target]  SKIP_BUILD [0]
+#   NGINX_PORT [18082]  NOMETER_PORT [18090]  KEEP_TMP [0] (1 keeps the temp dir: configs, logs, raw results)
+#   CARGO_TARGET_DIR [target]  SKIP_BUILD [0]  LOADGEN [oha] (or wrk)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,7 +20,11 @@ WARMUP=${WARMUP:-2s}
 CHUNKS=${CHUNKS:-20}
 CHUNK_DELAY_MS=${CHUNK_DELAY_MS:-0}
 LOG_FILTER=${LOG_FILTER:-warn}
-TARGETS=${TARGETS:-direct nginx tollgate}
+# tollgate-nometer: a second tollgate with metering off (same database);
+# tollgate-budgets: the main tollgate with a key whose user, project and organization
+# each have a hard budget, so every request reserves and settles on a 3-level chain
+# shared by all connections.
+TARGETS=${TARGETS:-direct nginx tollgate-nometer tollgate tollgate-budgets}
 SCENARIOS=${SCENARIOS:-chat chat-stream chat-stream-paced chat-stream-1conn}
 PACE_MS=${PACE_MS:-5}
 PACED_CONNECTIONS=${PACED_CONNECTIONS:-256}
@@ -28,6 +32,7 @@ MOCK_PORT=${MOCK_PORT:-9000}
 PROXY_PORT=${PROXY_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-18081}
 NGINX_PORT=${NGINX_PORT:-18082}
+NOMETER_PORT=${NOMETER_PORT:-18090}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 
@@ -73,19 +78,21 @@ wait_http() {
     return 1
 }
 
-for port in "$MOCK_PORT" "$PROXY_PORT" "$ADMIN_PORT" "$NGINX_PORT"; do
+for port in "$MOCK_PORT" "$PROXY_PORT" "$ADMIN_PORT" "$NGINX_PORT" "$NOMETER_PORT" "$((NOMETER_PORT + 1))"; do
     port_free "$port" || { log "port $port is already in use"; exit 1; }
 done
 
 # --- load generator ------------------------------------------------------------------
-LOADGEN=oha
-if ! command -v oha >/dev/null; then
+LOADGEN=${LOADGEN:-oha}
+if [ "$LOADGEN" = oha ] && ! command -v oha >/dev/null; then
     log "oha not found; installing it with cargo (a few minutes, once)"
     if ! cargo install oha --locked >"$TMP/oha-install.log" 2>&1; then
         log "cargo install oha failed (see $TMP/oha-install.log); falling back to wrk"
         LOADGEN=wrk
-        command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
     fi
+fi
+if [ "$LOADGEN" = wrk ] && ! command -v wrk >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 if [ "$LOADGEN" = oha ]; then
     # Newer oha spells JSON output --output-format json; older ones -j/--json.
@@ -134,12 +141,29 @@ PROJECT=$("${TG[@]}" project create --org "$ORG" bench-project | cut -f1)
 USER_ID=$("${TG[@]}" user create --org "$ORG" bench-user | cut -f1)
 KEY=$("${TG[@]}" key create --user "$USER_ID" --project "$PROJECT" 2>/dev/null)
 case $KEY in tg_*) ;; *) log "unexpected key output: $KEY"; exit 1 ;; esac
+# A second identity with a budget at each level (limits far above what a run spends).
+BORG=$("${TG[@]}" organization create budget-org | cut -f1)
+BPROJECT=$("${TG[@]}" project create --org "$BORG" budget-project | cut -f1)
+BUSER=$("${TG[@]}" user create --org "$BORG" budget-user | cut -f1)
+BKEY=$("${TG[@]}" key create --user "$BUSER" --project "$BPROJECT" 2>/dev/null)
+"${TG[@]}" budget create --scope organization --scope-id "$BORG" --limit 1000000 --period monthly >/dev/null
+"${TG[@]}" budget create --scope project --scope-id "$BPROJECT" --limit 100000 --period daily >/dev/null
+"${TG[@]}" budget create --scope user --scope-id "$BUSER" --limit 10000 --period total >/dev/null
 
 "${TG[@]}" serve >"$TMP/tollgate.log" 2>&1 &
 TOLLGATE_PID=$!
 PIDS+=("$TOLLGATE_PID")
 wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" tollgate
 wait_http "http://127.0.0.1:$PROXY_PORT/v1/models" tollgate
+
+if [[ " $TARGETS " == *" tollgate-nometer "* ]]; then
+    sed -e "s/127.0.0.1:$PROXY_PORT/127.0.0.1:$NOMETER_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$((NOMETER_PORT + 1))/" \
+        "$CFG" >"$TMP/nometer.toml"
+    printf '\n[metering]\nenabled = false\n' >>"$TMP/nometer.toml"
+    "$BIN/tollgate" --config "$TMP/nometer.toml" serve >"$TMP/tollgate-nometer.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "http://127.0.0.1:$((NOMETER_PORT + 1))/healthz" tollgate-nometer
+fi
 
 # --- nginx baseline ------------------------------------------------------------------
 if [[ " $TARGETS " == *" nginx "* ]]; then
@@ -189,7 +213,15 @@ url_for() {
     case $1 in
         direct) echo "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" ;;
         nginx) echo "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" ;;
-        tollgate) echo "http://127.0.0.1:$PROXY_PORT/v1/chat/completions" ;;
+        tollgate | tollgate-budgets) echo "http://127.0.0.1:$PROXY_PORT/v1/chat/completions" ;;
+        tollgate-nometer) echo "http://127.0.0.1:$NOMETER_PORT/v1/chat/completions" ;;
+    esac
+}
+
+key_for() {
+    case $1 in
+        tollgate-budgets) echo "$BKEY" ;;
+        *) echo "$KEY" ;;
     esac
 }
 
@@ -198,7 +230,7 @@ url_for() {
 load() {
     local duration=$1 url=$2 body=$3 out=$4
     if [ "$LOADGEN" = oha ]; then
-        oha --no-tui "${OHA_JSON[@]}" -z "$duration" -c "$conns" -m POST -H "authorization: Bearer $KEY" \
+        oha --no-tui "${OHA_JSON[@]}" -z "$duration" -c "$conns" -m POST -H "authorization: Bearer $RUN_KEY" \
             -H "x-mock-chunk-delay-ms: $delay_ms" -T application/json -d "$body" "$url" >"$out"
     else
         cat >"$TMP/post.lua" <<'EOF'
@@ -214,7 +246,7 @@ done = function(summary, latency, requests)
     summary.requests, e.status, e.connect + e.read + e.write + e.timeout))
 end
 EOF
-        WRK_BODY=$body WRK_KEY=$KEY WRK_DELAY=$delay_ms wrk -t2 -c "$conns" -d "$duration" -s "$TMP/post.lua" "$url" \
+        WRK_BODY=$body WRK_KEY=$RUN_KEY WRK_DELAY=$delay_ms wrk -t2 -c "$conns" -d "$duration" -s "$TMP/post.lua" "$url" \
             | grep '^{"wrk"' >"$out"
     fi
 }
@@ -223,7 +255,7 @@ EOF
 # and reported, since it says something about the target.
 probe() {
     for _ in 1 2; do
-        if curl -sS -f -o /dev/null -H "authorization: Bearer $KEY" -H 'content-type: application/json' \
+        if curl -sS -f -o /dev/null -H "authorization: Bearer $RUN_KEY" -H 'content-type: application/json' \
             -d "$2" "$1" 2>"$TMP/probe.err"; then
             return 0
         fi
@@ -250,6 +282,7 @@ for scenario in $SCENARIOS; do
     esac
     for target in $TARGETS; do
         url=$(url_for "$target")
+        RUN_KEY=$(key_for "$target")
         probe "$url" "$body" || { log "$scenario via $target: probe request failed"; exit 1; }
         log "$scenario via $target ($conns connections)"
         [ "$WARMUP" = 0 ] || load "$WARMUP" "$url" "$body" "$TMP/results/warmup.json"
@@ -292,9 +325,12 @@ def parse(path):
     ms = lambda v: (v or 0) * 1000
     return d["summary"]["requestsPerSec"], ms(lat.get("p50")), ms(lat.get("p99")), ttfb and ms(ttfb), ok, bad
 
+# Overhead checks: metering vs metering off, budgets vs no budgets.
+reference = {"tollgate": "tollgate-nometer", "tollgate-budgets": "tollgate"}
 rows = []
 for s in scenarios:
     direct = None
+    seen = {}
     for t in targets:
         path = os.path.join(results, f"{s}.{t}.json")
         if not os.path.exists(path):
@@ -302,11 +338,14 @@ for s in scenarios:
         rps, p50, p99, ttfb, ok, bad = parse(path)
         if t == "direct":
             direct = rps
+        seen[t] = rps
         ratio = f"{rps / direct:.2f}" if direct else "-"
+        ref = reference.get(t)
+        vs_ref = f"{rps / seen[ref]:.3f} vs {ref}" if ref in seen else "-"
         ttfb = "-" if ttfb is None else f"{ttfb:.2f}"
-        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ttfb, ratio, f"{ok:,}", str(bad)))
+        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ttfb, ratio, vs_ref, f"{ok:,}", str(bad)))
 
-head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms", "req/s vs direct", "2xx", "failed")
+head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms", "req/s vs direct", "overhead check", "2xx", "failed")
 widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
 line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
 print(line(head))

@@ -2,7 +2,7 @@
 //! batches off the request path by one task, flushed on shutdown. A failing database
 //! keeps the batch and retries with backoff instead of dropping it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ enum Msg {
 pub struct Ledger {
     tx: mpsc::Sender<Msg>,
     depth: Arc<AtomicUsize>,
+    /// Second of the last queue-full warning, and how many full events since.
+    last_full_warning: Arc<AtomicU64>,
+    full_events: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -41,7 +44,13 @@ impl Ledger {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(writer(store, rx, Arc::clone(&depth)));
-        (Ledger { tx, depth }, task)
+        let ledger = Ledger {
+            tx,
+            depth,
+            last_full_warning: Arc::new(AtomicU64::new(0)),
+            full_events: Arc::new(AtomicU64::new(0)),
+        };
+        (ledger, task)
     }
 
     /// Queues a record without waiting; when the queue is full the record waits in a
@@ -51,7 +60,7 @@ impl Ledger {
         match self.tx.try_send(Msg::Record(Box::new(record))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {
-                tracing::warn!("cost record queue full; record waits for room");
+                self.warn_full();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     if tx.send(msg).await.is_err() {
@@ -64,6 +73,23 @@ impl Ledger {
                 tracing::error!(request_id = %r.request_id, "ledger stopped; cost record not written");
             }
             Err(mpsc::error::TrySendError::Closed(Msg::Flush(_))) => {}
+        }
+    }
+
+    /// Says the queue is full, at most once a second (with how often it happened).
+    fn warn_full(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let skipped = self.full_events.fetch_add(1, Ordering::Relaxed);
+        if self.last_full_warning.swap(now, Ordering::Relaxed) != now {
+            self.full_events.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                times = skipped + 1,
+                depth = self.depth(),
+                "cost record queue full; records wait for room"
+            );
         }
     }
 

@@ -47,28 +47,39 @@ pub fn add_include_usage(body: &[u8]) -> Option<Bytes> {
 }
 
 /// Decides what the client sees of one complete event (bytes include its terminator).
+/// Only an event that could be the usage-only chunk (`"choices":[]`) is parsed; the
+/// others are checked for the `,"usage":null` the option added with a byte search.
 fn rewrite_event(event: &[u8]) -> Option<Vec<u8>> {
-    let text = match std::str::from_utf8(event) {
-        Ok(t) => t,
-        Err(_) => return Some(event.to_vec()),
-    };
-    let data = text.trim_start().strip_prefix("data:").map(str::trim);
-    if let Some(json) = data.filter(|d| d.starts_with('{')) {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
-            let usage_only = v.get("choices").and_then(|c| c.as_array()).is_some_and(Vec::is_empty)
-                && v.get("usage").is_some_and(|u| !u.is_null());
-            if usage_only {
-                return None;
-            }
-        }
-        if let Some(at) = text.find(",\"usage\":null") {
-            let mut out = String::with_capacity(text.len());
-            out.push_str(&text[..at]);
-            out.push_str(&text[at + ",\"usage\":null".len()..]);
-            return Some(out.into_bytes());
-        }
+    const USAGE_NULL: &[u8] = b",\"usage\":null";
+    if memchr::memmem::find(event, b"\"choices\":[]").is_some() && is_usage_only(event) {
+        return None;
     }
-    Some(event.to_vec())
+    match memchr::memmem::find(event, USAGE_NULL) {
+        Some(at) => {
+            let mut out = Vec::with_capacity(event.len() - USAGE_NULL.len());
+            out.extend_from_slice(&event[..at]);
+            out.extend_from_slice(&event[at + USAGE_NULL.len()..]);
+            Some(out)
+        }
+        None => Some(event.to_vec()),
+    }
+}
+
+/// A `data:` event whose JSON has an empty `choices` and a non-null `usage`.
+fn is_usage_only(event: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(event) else { return false };
+    let Some(json) = text.trim_start().strip_prefix("data:").map(str::trim) else { return false };
+    #[derive(serde::Deserialize)]
+    struct Chunk {
+        #[serde(default)]
+        choices: Option<Vec<serde::de::IgnoredAny>>,
+        #[serde(default)]
+        usage: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_str::<Chunk>(json) {
+        Ok(c) => c.choices.is_some_and(|c| c.is_empty()) && c.usage.is_some(),
+        Err(_) => false,
+    }
 }
 
 /// Length of the first complete event in `buf` (through its blank line), if any.
