@@ -162,6 +162,11 @@ async fn five_hundred_concurrent_requests_never_overspend_a_hard_budget() {
     assert_eq!(spent, Decimal::from_str(ACTUAL).unwrap() * Decimal::from(admitted.len() as u64));
     assert_eq!(dec(&st["reserved_usd"]), Decimal::ZERO, "reservations left after settling");
     assert_eq!(app.mock.requests().len(), 50);
+    // The spend report shows the budget's use.
+    let report = app.admin("GET", &format!("/v1/spend?project_id={}", s.project_id), None).await.json();
+    assert_eq!(report["budgets"][0]["id"], b.as_str());
+    assert_eq!(dec(&report["budgets"][0]["spent_usd"]), spent);
+    assert_eq!(dec(&report["budgets"][0]["remaining_usd"]), limit - spent);
 }
 
 #[tokio::test]

@@ -381,3 +381,80 @@ async fn shutdown_flushes_the_record_of_a_stream_in_flight() {
     assert_eq!(records.len(), 1, "the record must be written before shutdown returns");
     assert_eq!(records[0].output_tokens, Some(4));
 }
+
+#[tokio::test]
+async fn an_upstream_that_goes_quiet_is_cut_after_the_idle_timeout_and_still_recorded() {
+    let mock = Mock::start(|_| {
+        Reply::sse(vec![
+            Step::Data(Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-haiku-4-5-20251001\",\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n")),
+            Step::Sleep(Duration::from_secs(30)),
+        ])
+    })
+    .await;
+    let app = spawn_app_with_server_extra(mock, "idle_timeout_ms = 300").await;
+    let s = app.seed().await;
+    let req = Request::post(app.url("/anthropic/v1/messages"))
+        .header("x-api-key", &s.key)
+        .body(Full::new(Bytes::from_static(br#"{"model":"claude-haiku-4-5","stream":true}"#)))
+        .unwrap();
+    let response = client().request(req).await.unwrap();
+    let id = response.headers()["x-tollgate-request-id"].to_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect()).await.unwrap();
+    assert!(result.is_err(), "the body should end with an error, not look complete");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let r = record_for(&app, &id).await;
+    assert_eq!(r.usage_source, UsageSource::Partial);
+    assert_eq!(r.input_tokens, Some(20));
+}
+
+#[tokio::test]
+async fn config_price_overrides_and_provider_restricted_entries_apply() {
+    let extra = r#"
+[[providers]]
+name = "groq"
+kind = "openai"
+base_url = "MOCK"
+api_key = "g"
+[[pricing.models]]
+name = "gpt-4o-mini"
+input = "1"
+output = "2"
+[[pricing.models]]
+name = "llama-3.3-70b-versatile"
+provider = "groq"
+input = "0.59"
+output = "0.79"
+"#;
+    let mock = Mock::start(|seen: &Seen| {
+        let model = if seen.uri.starts_with("/groq") || seen.body.windows(5).any(|w| w == b"llama") {
+            "llama-3.3-70b-versatile"
+        } else {
+            "gpt-4o-mini-2024-07-18"
+        };
+        Reply::json(
+            200,
+            format!(
+                r#"{{"model":"{model}","usage":{{"prompt_tokens":1000000,"completion_tokens":1000000}}}}"#
+            ),
+        )
+    })
+    .await;
+    let extra = extra.replace("MOCK", &mock.url());
+    let app = spawn_app_with(mock, &extra).await;
+    let s = app.seed().await;
+    let got =
+        send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, r#"{"model":"gpt-4o-mini"}"#))
+            .await;
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!(r.cost_usd, Decimal::from(3), "override: 1M input at $1 + 1M output at $2");
+    let body = r#"{"model":"llama-3.3-70b-versatile"}"#;
+    let got = send(&client(), openai_post(&app.url("/groq/v1/chat/completions"), &s.key, body)).await;
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!(r.cost_usd, Decimal::from_str("1.38").unwrap());
+    // The groq-only entry does not price the same model on another provider.
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await;
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert!(!r.priced);
+    assert_eq!(r.cost_usd, Decimal::ZERO);
+}

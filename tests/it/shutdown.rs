@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
+
 use tokio::sync::Notify;
 
 use crate::support::*;
@@ -39,4 +40,73 @@ async fn in_flight_stream_finishes_after_shutdown_starts() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "data: 1\n\ndata: 2\n\ndata: [DONE]\n\n");
     tokio::time::timeout(Duration::from_secs(5), shutdown).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
+    use tokio::io::AsyncReadExt;
+    let mock = Mock::start(|_| {
+        Reply::sse(vec![
+            Step::Data(Bytes::from_static(b"data: {\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{\"delta\":{}}]}\n\n")),
+            Step::Sleep(Duration::from_millis(400)),
+            Step::Data(Bytes::from_static(b"data: {\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n")),
+        ])
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = |_: ()| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (proxy_port, admin_port) = (port(()), port(()));
+    let db = format!("sqlite://{}/tg.db", dir.path().display());
+    let cfg = dir.path().join("tollgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{proxy_port}\"\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\
+             [database]\nurl = \"{db}\"\n[[providers]]\nname = \"openai\"\nkind = \"openai\"\n\
+             base_url = \"{}\"\napi_key = \"sk-up\"\n",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_tollgate");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin).arg("--config").arg(&cfg).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().split('\t').next().unwrap().trim().to_owned()
+    };
+    let org = cli(&["organization", "create", "acme"]);
+    let project = cli(&["project", "create", "--org", &org, "web"]);
+    let user = cli(&["user", "create", "--org", &org, "alice"]);
+    let key = cli(&["key", "create", "--user", &user, "--project", &project]);
+    let mut child = tokio::process::Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{proxy_port}/v1/chat/completions");
+    let response = loop {
+        match client().request(openai_post(&url, &key, r#"{"model":"gpt-4o-mini","stream":true}"#)).await {
+            Ok(r) => break r,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&rest).ends_with("data: [DONE]\n\n"), "stream cut by shutdown");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).await.unwrap();
+    assert!(!log.contains(&key), "the tollgate key reached the log");
+    let store = tollgate::store::open(&db, 1).await.unwrap();
+    let records = store.list_cost_records(&Default::default(), &Default::default()).await.unwrap().data;
+    assert_eq!(records.len(), 1, "the in-flight request's record was flushed before exit");
+    assert_eq!((records[0].input_tokens, records[0].output_tokens), (Some(9), Some(3)));
 }
