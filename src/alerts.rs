@@ -46,7 +46,7 @@ impl Alerts {
         store: Store,
         client: UpstreamClient,
         settings: DeliverySettings,
-    ) -> (Arc<Alerts>, mpsc::UnboundedSender<SpendMoved>, JoinHandle<()>) {
+    ) -> (Arc<Alerts>, mpsc::UnboundedSender<Vec<SpendMoved>>, JoinHandle<()>) {
         let alerts = Arc::new(Alerts {
             store,
             client,
@@ -104,33 +104,40 @@ pub fn crosses(limit: Decimal, percent: u32, before: Decimal, after: Decimal) ->
     before < threshold && after >= threshold
 }
 
-async fn evaluate(alerts: Arc<Alerts>, mut rx: mpsc::UnboundedReceiver<SpendMoved>) {
-    while let Some(m) = rx.recv().await {
-        let configs = match alerts.configs_of(m.budget.id).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(budget_id = %m.budget.id, error = %e, "cannot load alert configs");
-                continue;
-            }
-        };
-        for config in configs.iter().filter(|c| c.enabled) {
-            if !crosses(m.budget.limit_usd, config.threshold_percent, m.before, m.after) {
-                continue;
-            }
-            match alerts.store.insert_alert(config, m.window_start, m.budget.limit_usd, m.after).await {
-                Ok(Some(alert)) => {
-                    tracing::warn!(
-                        budget_id = %m.budget.id, scope = m.budget.scope.as_str(), scope_id = %m.budget.scope_id,
-                        threshold_percent = config.threshold_percent, limit_usd = %m.budget.limit_usd,
-                        spent_usd = %m.after, "budget alert threshold crossed"
-                    );
-                    if alert.webhook_url.is_some() {
-                        tokio::spawn(deliver(Arc::clone(&alerts), alert, m.budget.clone()));
-                    }
+async fn evaluate(alerts: Arc<Alerts>, mut rx: mpsc::UnboundedReceiver<Vec<SpendMoved>>) {
+    while let Some(moves) = rx.recv().await {
+        for m in moves {
+            check(&alerts, m).await;
+        }
+    }
+}
+
+/// Fires every enabled threshold of the budget that this movement crossed.
+async fn check(alerts: &Arc<Alerts>, m: SpendMoved) {
+    let configs = match alerts.configs_of(m.budget.id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(budget_id = %m.budget.id, error = %e, "cannot load alert configs");
+            return;
+        }
+    };
+    for config in configs.iter().filter(|c| c.enabled) {
+        if !crosses(m.budget.limit_usd, config.threshold_percent, m.before, m.after) {
+            continue;
+        }
+        match alerts.store.insert_alert(config, m.window_start, m.budget.limit_usd, m.after).await {
+            Ok(Some(alert)) => {
+                tracing::warn!(
+                    budget_id = %m.budget.id, scope = m.budget.scope.as_str(), scope_id = %m.budget.scope_id,
+                    threshold_percent = config.threshold_percent, limit_usd = %m.budget.limit_usd,
+                    spent_usd = %m.after, "budget alert threshold crossed"
+                );
+                if alert.webhook_url.is_some() {
+                    tokio::spawn(deliver(Arc::clone(alerts), alert, Budget::clone(&m.budget)));
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(budget_id = %m.budget.id, error = %e, "cannot record budget alert"),
             }
+            Ok(None) => {}
+            Err(e) => tracing::error!(budget_id = %m.budget.id, error = %e, "cannot record budget alert"),
         }
     }
 }

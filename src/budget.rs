@@ -79,7 +79,7 @@ pub struct BudgetStatus {
 /// A settled request took a budget's window spend from `before` to `after`.
 #[derive(Debug, Clone)]
 pub struct SpendMoved {
-    pub budget: Budget,
+    pub budget: Arc<Budget>,
     pub window_start: DateTime<Utc>,
     pub before: Decimal,
     pub after: Decimal,
@@ -90,12 +90,12 @@ pub struct Budgets {
     store: Store,
     clock: Arc<dyn Clock>,
     mode: AdmissionMode,
-    by_scope: DashMap<(Scope, Uuid), Arc<Vec<Budget>>>,
+    by_scope: DashMap<(Scope, Uuid), Arc<Vec<Arc<Budget>>>>,
     counters: DashMap<CounterKey, Arc<Mutex<Counter>>>,
     /// Bumped by every invalidation so a slow load cannot put stale budgets back.
     generation: AtomicU64,
-    /// Where settled spend movements go (the alert evaluator).
-    moved: Option<tokio::sync::mpsc::UnboundedSender<SpendMoved>>,
+    /// Where settled spend movements go (the alert evaluator), one message per request.
+    moved: Option<tokio::sync::mpsc::UnboundedSender<Vec<SpendMoved>>>,
 }
 
 impl Budgets {
@@ -104,7 +104,7 @@ impl Budgets {
         store: Store,
         clock: Arc<dyn Clock>,
         mode: AdmissionMode,
-        moved: Option<tokio::sync::mpsc::UnboundedSender<SpendMoved>>,
+        moved: Option<tokio::sync::mpsc::UnboundedSender<Vec<SpendMoved>>>,
     ) -> Budgets {
         Budgets {
             store,
@@ -129,13 +129,14 @@ impl Budgets {
     }
 
     /// The budgets of one scope entity, from the cache or the database.
-    pub async fn of(&self, scope: Scope, scope_id: Uuid) -> Result<Arc<Vec<Budget>>, StoreError> {
+    pub async fn of(&self, scope: Scope, scope_id: Uuid) -> Result<Arc<Vec<Arc<Budget>>>, StoreError> {
         let key = (scope, scope_id);
         if let Some(found) = self.by_scope.get(&key).map(|e| Arc::clone(e.value())) {
             return Ok(found);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let loaded = Arc::new(self.store.budgets_of(scope, scope_id).await?);
+        let loaded: Arc<Vec<Arc<Budget>>> =
+            Arc::new(self.store.budgets_of(scope, scope_id).await?.into_iter().map(Arc::new).collect());
         self.by_scope.insert(key, Arc::clone(&loaded));
         if self.generation.load(Ordering::SeqCst) != generation {
             self.by_scope.remove(&key);

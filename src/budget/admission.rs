@@ -55,7 +55,7 @@ pub enum AdmitError {
 /// A request let through: it holds its reservation until settled.
 pub struct Admission {
     budgets: Arc<Budgets>,
-    chain: Vec<(Budget, CounterKey)>,
+    chain: Vec<(Arc<Budget>, CounterKey)>,
     counters: BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
     estimate: Decimal,
     settled: bool,
@@ -93,7 +93,7 @@ impl Budgets {
             for b in self.of(scope, id).await?.iter() {
                 let key =
                     CounterKey { scope_id: b.scope_id, period: b.period, window_start: b.period.start(now) };
-                chain.push((b.clone(), key));
+                chain.push((Arc::clone(b), key));
             }
         }
         let mut counters = BTreeMap::new();
@@ -121,7 +121,7 @@ impl Budgets {
             };
             if !fits {
                 return Err(AdmitError::Refused(Box::new(Refusal {
-                    budget: budget.clone(),
+                    budget: Budget::clone(budget),
                     spent: c.spent,
                     reserved: c.reserved,
                     estimate,
@@ -165,15 +165,21 @@ impl Admission {
         if actual.is_zero() {
             return;
         }
-        for (budget, key) in &self.chain {
-            if let Some((before, after)) = moved.get(key) {
-                let _ = tx.send(SpendMoved {
-                    budget: budget.clone(),
+        let moves: Vec<SpendMoved> = self
+            .chain
+            .iter()
+            .filter_map(|(budget, key)| {
+                let (before, after) = moved.get(key)?;
+                Some(SpendMoved {
+                    budget: Arc::clone(budget),
                     window_start: key.window_start,
                     before: *before,
                     after: *after,
-                });
-            }
+                })
+            })
+            .collect();
+        if !moves.is_empty() {
+            let _ = tx.send(moves);
         }
     }
 }
