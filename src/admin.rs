@@ -102,7 +102,14 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBo
 
 /// Serves one admin request.
 pub async fn handle(state: Arc<AdminState>, request: Request<Incoming>) -> Response<ProxyBody> {
-    match route(&state, request).await {
+    let writes = request.method() != Method::GET && request.method() != Method::HEAD;
+    let result = route(&state, request).await;
+    if writes {
+        // Also when the write failed half way (committed, then an error): a stale cache
+        // entry must never outlive a change, so every write attempt invalidates.
+        state.invalidate();
+    }
+    match result {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -264,7 +271,12 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
             let req: requests::CreateAlertConfig = parse_json(&body)?;
             req.validated()?;
             let config = s
-                .create_alert_config(req.budget_id, req.threshold_percent, req.webhook_url.as_deref())
+                .create_alert_config(
+                    req.budget_id,
+                    req.threshold_percent,
+                    req.webhook_url.as_deref(),
+                    req.enabled,
+                )
                 .await?;
             state.invalidate();
             created(&config)

@@ -380,7 +380,7 @@ async fn alert_config_command(store: &Store, cmd: AlertConfigCommand) -> anyhow:
     match cmd {
         AlertConfigCommand::Create { budget_id, threshold, webhook } => {
             anyhow::ensure!((1..=1000).contains(&threshold), "--threshold must be from 1 to 1000");
-            let c = store.create_alert_config(budget_id, threshold, webhook.as_deref()).await?;
+            let c = store.create_alert_config(budget_id, threshold, webhook.as_deref(), true).await?;
             println!("{}\t{}% of budget {}", c.id, c.threshold_percent, c.budget_id);
         }
         AlertConfigCommand::List { budget_id } => {

@@ -76,6 +76,8 @@ pub struct Provider {
     pub api_key: Option<String>,
     /// Lowercase header name the key is sent upstream in; `authorization` means `Bearer`.
     pub auth_header: http::HeaderName,
+    /// Model assumed for pricing when a request names none (Azure deployments).
+    pub default_model: Option<String>,
 }
 
 /// How the proxy identifies who is spending.
@@ -232,6 +234,7 @@ fn default_providers() -> Vec<RawProvider> {
         base_url: url.into(),
         api_key: Some(format!("${{{var}:-}}")),
         auth_header: None,
+        default_model: None,
     };
     vec![
         p("openai", "https://api.openai.com", "OPENAI_API_KEY"),
@@ -436,6 +439,7 @@ fn validate_provider(
         base_query: uri.query().filter(|q| !q.is_empty()).map(str::to_owned),
         api_key,
         auth_header,
+        default_model: p.default_model.filter(|m| !m.is_empty()),
     })
 }
 

@@ -140,25 +140,44 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsiz
     }
 }
 
+/// Whether a failed write may succeed if retried (database busy, locked, unreachable).
+fn transient(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            let code = db.code();
+            // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL and their extended codes.
+            code.as_deref()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
+        }
+        StoreError::Database(
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed,
+        ) => true,
+        _ => false,
+    }
+}
+
 /// Writes a batch, retrying transient failures; a record the database refuses for good
-/// (a constraint it breaks) is isolated and logged so it cannot block the others.
+/// (a constraint it breaks, data it cannot take) is isolated and logged so it cannot
+/// block the others.
 async fn write_with_retry(store: &Store, batch: &[CostRecord]) {
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.insert_cost_records(batch).await {
             Ok(_) => return,
-            Err(StoreError::Database(sqlx::Error::Database(e)))
-                if e.is_foreign_key_violation() || e.is_check_violation() =>
-            {
+            Err(e) if transient(&e) => {
+                tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(_) => {
                 for record in batch {
                     write_one(store, record).await;
                 }
                 return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -169,20 +188,18 @@ async fn write_one(store: &Store, record: &CostRecord) {
     loop {
         match store.insert_cost_records(std::slice::from_ref(record)).await {
             Ok(_) => return,
-            Err(StoreError::Database(sqlx::Error::Database(e)))
-                if e.is_foreign_key_violation() || e.is_check_violation() =>
-            {
-                tracing::error!(
-                    error = %e, request_id = %record.request_id, cost_usd = %record.cost_usd,
-                    user_id = %record.user_id, project_id = %record.project_id,
-                    "cost record refused by the database (owner deleted mid-request?)"
-                );
-                return;
-            }
-            Err(e) => {
+            Err(e) if transient(&e) => {
                 tracing::error!(error = %e, "writing a cost record failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = %e, request_id = %record.request_id, cost_usd = %record.cost_usd,
+                    user_id = %record.user_id, project_id = %record.project_id,
+                    "cost record refused by the database (owner deleted mid-request?); not written"
+                );
+                return;
             }
         }
     }

@@ -106,10 +106,15 @@ async fn pipeline(
     *kind = provider.kind;
     tracing::Span::current().record("provider", provider.name.as_str());
     let mut query = parts.uri.query().map(str::to_owned);
-    let query_key = take_query_key(provider, &mut query);
+    // The `?key=` is tollgate's to consume unless a sidecar passes the client's own key on.
+    let passes_client_key = config.auth_mode == AuthMode::Headers && provider.api_key.is_none();
+    let query_key = if passes_client_key { None } else { take_query_key(provider, &mut query) };
     let identity = authenticate(state, &parts.headers, provider, query_key.as_deref()).await?;
     check_declared_length(&parts.headers, config.max_request_bytes)?;
-    let api = metered_api(provider, &parts.method, route.path).filter(|_| config.metering_enabled);
+    // Metering looks at the decoded path: `%3AgenerateContent` reaches the same upstream
+    // endpoint as `:generateContent` and must not slip past metering and budgets.
+    let decoded_path = percent_encoding::percent_decode_str(route.path).decode_utf8_lossy().into_owned();
+    let api = metered_api(provider, &parts.method, &decoded_path).filter(|_| config.metering_enabled);
     if api.is_none() && config.unmetered == Unmetered::Deny {
         return Err(ProxyError::NotFound(format!("{} is not a metered endpoint", route.path)));
     }
@@ -123,7 +128,10 @@ async fn pipeline(
     };
 
     let bytes = read_body(body, config.max_request_bytes).await?;
-    let facts = metering::request_facts(api, route.path, &bytes);
+    let mut facts = metering::request_facts(api, &decoded_path, &bytes);
+    if facts.model.is_none() {
+        facts.model = provider.default_model.clone();
+    }
     check_priced(config, provider, &facts)?;
     let inject = config.inject_stream_usage
         && provider.kind == ProviderKind::OpenAi
@@ -142,7 +150,7 @@ async fn pipeline(
         bytes.len() as u64,
         config.default_max_output_tokens,
     );
-    let admission = admit(state, &identity, estimate).await?;
+    let admission = admit(state, &identity, estimate, created_at).await?;
     let remaining = admission.remaining;
     let pending = Pending {
         request_id: Uuid::parse_str(request_id).unwrap_or_else(|_| Uuid::now_v7()),
@@ -157,6 +165,7 @@ async fn pipeline(
         prices: Arc::clone(&config.prices),
         metering: Arc::clone(&state.metering),
         admission: Some(admission),
+        settled: false,
     };
     let request = Request::from_parts(parts, full(bytes));
     let response = match forward::send(
@@ -187,8 +196,9 @@ async fn admit(
     state: &ProxyState,
     identity: &Identity,
     estimate: rust_decimal::Decimal,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Admission, ProxyError> {
-    match state.budgets.admit(identity, estimate).await {
+    match state.budgets.admit(identity, estimate, at).await {
         Ok(admission) => Ok(admission),
         Err(AdmitError::Refused(refusal)) => Err(ProxyError::BudgetExceeded(refusal.to_string())),
         Err(AdmitError::Store(e)) => {
@@ -208,7 +218,11 @@ fn metered_api(provider: &Provider, method: &Method, path: &str) -> Option<Api> 
         ProviderKind::Anthropic => Kind::Anthropic,
         ProviderKind::Gemini => Kind::Gemini,
     };
-    Api::detect(kind, path)
+    Api::detect(kind, path).or_else(|| match provider.kind {
+        // Anthropic's and Gemini's OpenAI-compatible endpoints speak the OpenAI format.
+        ProviderKind::Anthropic | ProviderKind::Gemini => Api::detect(Kind::OpenAi, path),
+        ProviderKind::OpenAi => None,
+    })
 }
 
 /// Reads a metered request's body (bounded) so its model and options are known.

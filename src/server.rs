@@ -10,13 +10,19 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::body::ProxyBody;
+
+/// Longest a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why TLS for the listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +71,16 @@ pub async fn serve<H, F>(
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper enforces its header read timeout only with a timer: slow-loris clients
+    // cannot hold a connection open forever.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // Every connection task, so the ones still open after the grace period can be
+    // cancelled (and their requests settled) before the ledger is flushed.
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -92,7 +105,7 @@ pub async fn serve<H, F>(
             None => {
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
                     }
@@ -101,14 +114,19 @@ pub async fn serve<H, F>(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let tls_stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                    };
+                connections.spawn(async move {
+                    let tls_stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
@@ -120,6 +138,15 @@ pub async fn serve<H, F>(
     drop(listener);
     tracing::info!(listener = name, "stopped accepting; draining open connections");
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(listener = name, grace_ms = grace.as_millis() as u64, "grace period over; closing");
+        tracing::warn!(
+            listener = name,
+            grace_ms = grace.as_millis() as u64,
+            open = connections.len(),
+            "grace period over; cutting the connections still open"
+        );
     }
+    // Cancelling drops each connection's in-flight bodies, which settles their requests
+    // (recorded as cut short) while the ledger is still running.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }

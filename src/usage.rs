@@ -114,7 +114,8 @@ pub struct Metered {
     pub complete: bool,
     /// Non-2xx status, or an error delivered inside a 2xx body.
     pub upstream_error: bool,
-    /// The buffer cap was exceeded, so usage is unknown.
+    /// An event (or the JSON body) was over the buffer cap and skipped; a JSON body's usage
+    /// is then unknown, a stream's usage comes from its other events.
     pub overflowed: bool,
     /// Server-sent events seen (for estimating output when nothing was reported).
     pub events: u64,
@@ -179,7 +180,9 @@ impl Meter {
                 overflowed
             }
         };
-        let usage = if overflowed { None } else { tally.usage };
+        // An event over the cap is skipped, not the stream: usage reported in the other
+        // events still stands (a JSON body over the cap was never parsed, so has none).
+        let usage = tally.usage;
         Metered {
             model: tally.model,
             complete: tally.complete && usage.is_some(),

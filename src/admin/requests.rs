@@ -332,6 +332,8 @@ pub struct CreateAlertConfig {
     pub threshold_percent: u32,
     #[serde(default)]
     pub webhook_url: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
 }
 
 impl CreateAlertConfig {

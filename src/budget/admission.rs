@@ -59,6 +59,10 @@ pub struct Admission {
     counters: BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
     estimate: Decimal,
     settled: bool,
+    /// The caller's user, project and organization, and when the request started: a
+    /// budget created while this request was in flight still gets its cost.
+    scopes: [uuid::Uuid; 3],
+    at: DateTime<Utc>,
     /// The smallest `limit - spent - reserved` along the chain when admitted (before this
     /// request's own reservation); `None` when no budget applies.
     pub remaining: Option<Decimal>,
@@ -82,8 +86,13 @@ fn guard(m: &Mutex<Counter>) -> MutexGuard<'_, Counter> {
 
 impl Budgets {
     /// Checks the caller's budget chain against `estimate` and reserves it everywhere.
-    pub async fn admit(self: &Arc<Self>, who: &Identity, estimate: Decimal) -> Result<Admission, AdmitError> {
-        let now = self.now();
+    /// `now` is when the request started: it is charged to that moment's windows.
+    pub async fn admit(
+        self: &Arc<Self>,
+        who: &Identity,
+        estimate: Decimal,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, AdmitError> {
         let mut chain = Vec::new();
         for (scope, id) in [
             (Scope::User, who.user_id),
@@ -133,7 +142,17 @@ impl Budgets {
             g.reserved += estimate;
         }
         drop(guards);
-        Ok(Admission { budgets: Arc::clone(self), chain, counters, estimate, settled: false, remaining })
+        let scopes = [who.user_id, who.project_id, who.organization_id];
+        Ok(Admission {
+            budgets: Arc::clone(self),
+            chain,
+            counters,
+            estimate,
+            settled: false,
+            remaining,
+            scopes,
+            at: now,
+        })
     }
 }
 
@@ -161,10 +180,23 @@ impl Admission {
             c.spent += actual;
             moved.insert(*key, (before, c.spent));
         }
-        let Some(tx) = &self.budgets.moved else { return };
         if actual.is_zero() {
             return;
         }
+        // Counters that appeared after admission (a budget created meanwhile) loaded their
+        // spend before this request's record existed: add the cost there too.
+        for scope_id in self.scopes {
+            for period in crate::window::Period::ALL {
+                let key = CounterKey { scope_id, period, window_start: period.start(self.at) };
+                if self.counters.contains_key(&key) {
+                    continue;
+                }
+                if let Some(counter) = self.budgets.counters.get(&key).map(|e| Arc::clone(e.value())) {
+                    guard(&counter).spent += actual;
+                }
+            }
+        }
+        let Some(tx) = &self.budgets.moved else { return };
         let moves: Vec<SpendMoved> = self
             .chain
             .iter()

@@ -177,4 +177,6 @@ pub(super) struct RawProvider {
     pub(super) api_key: Option<String>,
     #[serde(default)]
     pub(super) auth_header: Option<String>,
+    #[serde(default)]
+    pub(super) default_model: Option<String>,
 }

@@ -43,7 +43,9 @@ pin_project! {
 impl<B> IdleTimeoutBody<B> {
     /// Wraps `inner`; the clock starts now.
     pub fn new(inner: B, timeout: Duration) -> Self {
-        IdleTimeoutBody { inner, sleep: tokio::time::sleep(timeout), timeout }
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86_400 * 365));
+        IdleTimeoutBody { inner, sleep: tokio::time::sleep_until(deadline), timeout }
     }
 }
 
@@ -62,7 +64,11 @@ where
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.sleep.as_mut().reset(Instant::now() + *this.timeout);
+                // checked: a huge configured timeout must not overflow the clock.
+                let now = Instant::now();
+                let deadline =
+                    now.checked_add(*this.timeout).unwrap_or(now + Duration::from_secs(86_400 * 365));
+                this.sleep.as_mut().reset(deadline);
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {

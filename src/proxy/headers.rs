@@ -74,7 +74,8 @@ pub fn client_credential<'a>(
     match kind {
         ProviderKind::OpenAi => bearer(headers).or_else(|| plain(headers, "api-key")),
         ProviderKind::Anthropic => plain(headers, "x-api-key").or_else(|| bearer(headers)),
-        ProviderKind::Gemini => plain(headers, "x-goog-api-key").or(query_key),
+        // Bearer: Gemini's OpenAI-compatible endpoint, called with an OpenAI SDK.
+        ProviderKind::Gemini => plain(headers, "x-goog-api-key").or(query_key).or_else(|| bearer(headers)),
     }
 }
 
@@ -130,7 +131,7 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("Bearer tg_abc"));
         assert_eq!(client_credential(ProviderKind::OpenAi, &h, None), Some("tg_abc"));
         assert_eq!(client_credential(ProviderKind::Anthropic, &h, None), Some("tg_abc"));
-        assert_eq!(client_credential(ProviderKind::Gemini, &h, None), None);
+        assert_eq!(client_credential(ProviderKind::Gemini, &h, None), Some("tg_abc"));
         h.insert("x-api-key", HeaderValue::from_static("tg_x"));
         assert_eq!(client_credential(ProviderKind::Anthropic, &h, None), Some("tg_x"));
         assert_eq!(client_credential(ProviderKind::Gemini, &h, Some("tg_q")), Some("tg_q"));

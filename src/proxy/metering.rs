@@ -144,12 +144,36 @@ pub struct Pending {
     pub metering: Arc<Metering>,
     /// The budget reservation this request holds, replaced by its cost at settle.
     pub admission: Option<Admission>,
+    /// Set once the record is handed to the ledger; dropping an unsettled request
+    /// settles it (the client left before the response head arrived).
+    pub settled: bool,
+}
+
+/// Status recorded for a request whose client went away before the response head.
+pub const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.settled {
+            // The request reached the provider, which bills it whether or not the
+            // client waited: record the estimate rather than nothing.
+            self.settle_once(CLIENT_CLOSED, None);
+        }
+    }
 }
 
 impl Pending {
     /// Prices and records the outcome; `observation` is `None` when no response came.
     pub fn settle(mut self, status: u16, observation: Option<Observation>) {
-        let record = self.record(status, observation.as_ref());
+        self.settle_once(status, observation.as_ref());
+    }
+
+    fn settle_once(&mut self, status: u16, observation: Option<&Observation>) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let record = self.record(status, observation);
         if let Some(admission) = self.admission.take() {
             admission.settle(record.cost_usd);
         }
@@ -164,6 +188,8 @@ impl Pending {
             (Some(u), Some(m)) if m.complete => (Some(u), UsageSource::Reported),
             (Some(u), Some(_)) => (Some(u), UsageSource::Partial),
             (None, Some(_)) if success => (Some(self.estimate(observation)), UsageSource::Estimated),
+            (None, None) if status == CLIENT_CLOSED => (Some(self.estimate(None)), UsageSource::Estimated),
+            // Nothing to meter (an error response): counts are unknown (null), cost 0.
             _ => (None, UsageSource::None),
         };
         let model = metered.and_then(|m| m.model.clone()).or_else(|| self.facts.model.clone());

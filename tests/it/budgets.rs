@@ -335,3 +335,17 @@ async fn spent_mode_admits_while_spent_plus_reserved_is_below_the_limit() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_encoded_path_cannot_slip_past_a_hard_budget() {
+    let app = spawn_app(mini_reply).await;
+    let s = app.seed().await;
+    budget(&app, "user", &s.user_id, "0.000001", "total", true).await;
+    let req = Request::post(app.url("/gemini/v1beta/models/gemini-2.5-pro%3AgenerateContent"))
+        .header("x-goog-api-key", &s.key)
+        .body(Full::new(Bytes::from_static(br#"{"generationConfig":{"maxOutputTokens":100}}"#)))
+        .unwrap();
+    let got = send(&client(), req).await;
+    assert_eq!(got.status, 402);
+    assert!(app.mock.requests().is_empty());
+}

@@ -458,3 +458,92 @@ output = "0.79"
     assert!(!r.priced);
     assert_eq!(r.cost_usd, Decimal::ZERO);
 }
+
+#[tokio::test]
+async fn a_client_gone_before_the_response_head_still_leaves_one_record() {
+    let app = spawn_app(|_| {
+        let mut r =
+            Reply::json(200, r#"{"model":"gpt-4o-mini","usage":{"prompt_tokens":5,"completion_tokens":5}}"#);
+        r.head_delay = Duration::from_millis(1500);
+        r
+    })
+    .await;
+    let s = app.seed().await;
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a long question"}]}"#;
+    let request = client().request(openai_post(&app.url("/v1/chat/completions"), &s.key, body));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), request).await.is_err(),
+        "should still be waiting"
+    );
+    // The request id never reached the client; find the record by user.
+    let store = app.running.as_ref().unwrap().store.clone();
+    let filter =
+        RecordFilter { user_id: Some(uuid::Uuid::parse_str(&s.user_id).unwrap()), ..Default::default() };
+    let mut records = Vec::new();
+    for _ in 0..300 {
+        records = store.list_cost_records(&filter, &Default::default()).await.unwrap().data;
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(records.len(), 1, "a forwarded request must leave exactly one record");
+    let r = &records[0];
+    assert_eq!((r.status_code, r.usage_source), (499, UsageSource::Estimated));
+    assert_eq!(r.input_tokens, Some(body.len().div_ceil(4) as u64));
+    assert!(r.priced && r.cost_usd > Decimal::ZERO);
+}
+
+#[tokio::test]
+async fn encoded_and_openai_compatible_gemini_paths_are_metered_too() {
+    let app = spawn_app(|seen: &Seen| {
+        if seen.uri.contains("openai") {
+            Reply::json(200, r#"{"model":"gemini-2.5-flash","usage":{"prompt_tokens":10,"completion_tokens":2}}"#)
+        } else {
+            Reply::json(200, r#"{"modelVersion":"gemini-2.5-flash","usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":3}}"#)
+        }
+    })
+    .await;
+    let s = app.seed().await;
+    let req = Request::post(app.url("/gemini/v1beta/models/gemini-2.5-flash%3AgenerateContent"))
+        .header("x-goog-api-key", &s.key)
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let got = send(&client(), req).await;
+    assert_eq!(app.mock.last().uri, "/v1beta/models/gemini-2.5-flash%3AgenerateContent", "forwarded as sent");
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(7), Some(3)));
+    // Gemini's OpenAI-compatible endpoint, called the way the OpenAI SDK calls it.
+    let got = send(
+        &client(),
+        openai_post(
+            &app.url("/gemini/v1beta/openai/chat/completions"),
+            &s.key,
+            r#"{"model":"gemini-2.5-flash"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(app.mock.last().headers["x-goog-api-key"], GEMINI_KEY);
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(10), Some(2)));
+    assert!(r.priced);
+}
+
+#[tokio::test]
+async fn a_provider_default_model_prices_requests_that_name_none() {
+    let mock =
+        Mock::start(|_| Reply::json(200, r#"{"usage":{"prompt_tokens":1000000,"completion_tokens":0}}"#))
+            .await;
+    let providers = "[[providers]]\nname = \"azure\"\nkind = \"openai\"\nbase_url = \"MOCK/openai/deployments/prod?api-version=2024-10-21\"\napi_key = \"az\"\nauth_header = \"api-key\"\ndefault_model = \"gpt-4o\"\n";
+    let app = spawn_app_with_providers(mock, providers).await;
+    let s = app.seed().await;
+    let req = Request::post(app.url("/azure/chat/completions"))
+        .header("api-key", &s.key)
+        .body(Full::new(Bytes::from_static(br#"{"messages":[]}"#)))
+        .unwrap();
+    let got = send(&client(), req).await;
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(r.cost_usd, Decimal::from_str("2.5").unwrap());
+}

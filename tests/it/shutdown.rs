@@ -110,3 +110,36 @@ async fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
     assert_eq!(records.len(), 1, "the in-flight request's record was flushed before exit");
     assert_eq!((records[0].input_tokens, records[0].output_tokens), (Some(9), Some(3)));
 }
+
+#[tokio::test]
+async fn streams_still_open_after_the_grace_period_are_cut_and_recorded() {
+    let mock = Mock::start(|_| {
+        Reply::sse(vec![
+            Step::Data(Bytes::from_static(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-haiku-4-5-20251001\",\"usage\":{\"input_tokens\":40,\"output_tokens\":1}}}\n\n")),
+            Step::Sleep(Duration::from_secs(60)),
+        ])
+    })
+    .await;
+    let mut app = spawn_app_with_server_extra(mock, "shutdown_grace_ms = 200").await;
+    let s = app.seed().await;
+    let req = http::Request::post(app.url("/anthropic/v1/messages"))
+        .header("x-api-key", &s.key)
+        .body(http_body_util::Full::new(Bytes::from_static(br#"{"model":"claude-haiku-4-5","stream":true}"#)))
+        .unwrap();
+    let response = client().request(req).await.unwrap();
+    let id = response.headers()["x-tollgate-request-id"].to_str().unwrap().to_owned();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    let store = app.running.as_ref().unwrap().store.clone();
+    let started = std::time::Instant::now();
+    app.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the stream");
+    let filter = tollgate::store::RecordFilter {
+        request_id: Some(uuid::Uuid::parse_str(&id).unwrap()),
+        ..Default::default()
+    };
+    let records = store.list_cost_records(&filter, &Default::default()).await.unwrap().data;
+    assert_eq!(records.len(), 1, "the cut stream's record was written before shutdown returned");
+    assert_eq!(records[0].usage_source, tollgate::store::UsageSource::Partial);
+    assert_eq!(records[0].input_tokens, Some(40));
+}

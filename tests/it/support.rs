@@ -291,7 +291,6 @@ async fn start_app_with_clock(
 listen = "127.0.0.1:0"
 connect_timeout_ms = 2000
 first_byte_timeout_ms = 3000
-shutdown_grace_ms = 5000
 {server_extra}
 [admin]
 listen = "127.0.0.1:0"

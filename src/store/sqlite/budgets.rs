@@ -197,6 +197,7 @@ impl SqliteStore {
         budget_id: Uuid,
         threshold_percent: u32,
         webhook_url: Option<&str>,
+        enabled: bool,
     ) -> Result<AlertConfig, StoreError> {
         let b = self.get_budget(budget_id).await?;
         let id = Uuid::now_v7();
@@ -207,12 +208,13 @@ impl SqliteStore {
         };
         sqlx::query(&format!(
             "INSERT INTO ai_budget_alert_configs (id, {column}, threshold_percent, webhook_url, enabled, created_at)
-             VALUES (?, ?, ?, ?, 1, ?)"
+             VALUES (?, ?, ?, ?, ?, ?)"
         ))
         .bind(id.to_string())
         .bind(budget_id.to_string())
         .bind(i64::from(threshold_percent))
         .bind(webhook_url)
+        .bind(enabled)
         .bind(ts(Utc::now()))
         .execute(&self.pool)
         .await
