@@ -14,6 +14,8 @@
 //! token (cache reads and writes included), `output_tokens` every output token (reasoning
 //! included), and the other fields are parts of those two.
 
+use bytes::Bytes;
+
 mod anthropic;
 mod decode;
 mod gemini;
@@ -138,7 +140,7 @@ impl Meter {
             body: if is_event_stream {
                 Body::Sse(sse::Framer::new(cap_bytes))
             } else {
-                Body::Json { buf: Vec::new(), cap: cap_bytes, overflowed: false }
+                Body::Json { parts: Vec::new(), len: 0, cap: cap_bytes, overflowed: false }
             },
             tally: Tally::default(),
             status,
@@ -147,22 +149,34 @@ impl Meter {
 
     /// Observes the next slice of the (decoded) response body.
     pub fn feed(&mut self, bytes: &[u8]) {
-        let Meter { decoder, body, tally, .. } = self;
-        match body {
-            Body::Sse(framer) => framer.feed(bytes, &mut |event| {
-                tally.events += 1;
-                decoder.event(event, tally)
-            }),
-            Body::Json { buf, cap, overflowed } => {
+        match &mut self.body {
+            Body::Json { .. } => self.feed_bytes(&Bytes::copy_from_slice(bytes)),
+            Body::Sse(framer) => {
+                let (decoder, tally) = (&mut self.decoder, &mut self.tally);
+                framer.feed(bytes, &mut |event| {
+                    tally.events += 1;
+                    decoder.event(event, tally)
+                })
+            }
+        }
+    }
+
+    /// Observes the next frame as it goes to the client: a JSON body keeps only
+    /// references to the frames (no copy) until it is parsed at the end.
+    pub fn feed_bytes(&mut self, bytes: &Bytes) {
+        match &mut self.body {
+            Body::Sse(_) => self.feed(bytes),
+            Body::Json { parts, len, cap, overflowed } => {
                 if *overflowed {
                     return;
                 }
-                if buf.len().saturating_add(bytes.len()) > *cap {
+                if len.saturating_add(bytes.len()) > *cap {
                     *overflowed = true;
-                    *buf = Vec::new();
+                    *parts = Vec::new();
                     return;
                 }
-                buf.extend_from_slice(bytes);
+                *len += bytes.len();
+                parts.push(bytes.clone());
             }
         }
     }
@@ -173,9 +187,18 @@ impl Meter {
         // An SSE event still open here was never terminated: it is dropped with the framer.
         let overflowed = match body {
             Body::Sse(framer) => framer.overflowed(),
-            Body::Json { buf, overflowed, .. } => {
+            Body::Json { parts, len, overflowed, .. } => {
                 if !overflowed {
-                    decoder.body(&buf, &mut tally);
+                    match parts.as_slice() {
+                        [one] => decoder.body(one, &mut tally),
+                        many => {
+                            let mut joined = Vec::with_capacity(len);
+                            for p in many {
+                                joined.extend_from_slice(p);
+                            }
+                            decoder.body(&joined, &mut tally);
+                        }
+                    }
                 }
                 overflowed
             }
@@ -197,7 +220,7 @@ impl Meter {
 #[derive(Debug)]
 enum Body {
     Sse(sse::Framer),
-    Json { buf: Vec<u8>, cap: usize, overflowed: bool },
+    Json { parts: Vec<Bytes>, len: usize, cap: usize, overflowed: bool },
 }
 
 /// What the decoders have established so far; each provider module writes into it.

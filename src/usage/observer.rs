@@ -50,7 +50,7 @@ impl Watch {
                 let meter = &mut self.meter;
                 d.feed(data, &mut |plain| meter.feed(plain));
             }
-            None => self.meter.feed(data),
+            None => self.meter.feed_bytes(data),
         }
     }
 
