@@ -365,3 +365,37 @@ async fn malformed_http_gets_a_400_and_the_server_keeps_serving() {
     let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, "{}")).await;
     assert_eq!(got.status, 200);
 }
+
+#[tokio::test]
+async fn unmetered_deny_and_unknown_model_reject_refuse_before_the_upstream() {
+    let mock = Mock::start(|_| ok_json()).await;
+    let app = spawn_app_with(mock, "[pricing]\nunknown_model = \"reject\"\n").await;
+    let s = app.seed().await;
+    let got =
+        send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, r#"{"model":"my-own-llm"}"#))
+            .await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.json()["error"]["code"], "unknown_model");
+    let got = send(
+        &client(),
+        openai_post(&app.url("/v1/chat/completions"), &s.key, r#"{"model":"gpt-4o-2024-08-06"}"#),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(app.mock.requests().len(), 1);
+
+    let mock = Mock::start(|_| ok_json()).await;
+    let app = spawn_app_with_server_extra(mock, "unmetered = \"deny\"").await;
+    let s = app.seed().await;
+    let req = Request::get(app.url("/anthropic/v1/models"))
+        .header("x-api-key", &s.key)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let got = send(&client(), req).await;
+    assert_eq!(got.status, 404);
+    assert_eq!(got.json()["error"]["type"], "not_found");
+    let got =
+        send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, r#"{"model":"gpt-4o"}"#)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(app.mock.requests().len(), 1, "only the metered request went upstream");
+}
