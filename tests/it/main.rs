@@ -8,6 +8,7 @@ mod auth;
 mod budgets;
 mod ledger;
 mod metering;
+mod postgres;
 mod proxy;
 mod reports;
 mod shutdown;
