@@ -92,6 +92,16 @@ impl AdminError {
     }
 }
 
+/// A 200 with `value` as JSON.
+fn ok(value: &impl Serialize) -> Result<Response<ProxyBody>, AdminError> {
+    Ok(json_response(StatusCode::OK, value))
+}
+
+/// A 201 with the created object as JSON.
+fn created(value: &impl Serialize) -> Result<Response<ProxyBody>, AdminError> {
+    Ok(json_response(StatusCode::CREATED, value))
+}
+
 fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBody> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(full(Bytes::from(body)));
@@ -170,8 +180,6 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
     };
     let body = read_body(request.into_body()).await?;
     let s = &state.store;
-    let ok = |v: &dyn erased::Json| Ok(json_response(StatusCode::OK, &v.value()));
-    let created = |v: &dyn erased::Json| Ok(json_response(StatusCode::CREATED, &v.value()));
     let page = query.page()?;
     let response = match (collection, id, &method) {
         ("organizations", None, &Method::POST) => {
@@ -183,12 +191,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("organizations", Some(id), &Method::PATCH) => {
             let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
             let org = s.update_organization(id, &patch).await?;
-            state.invalidate();
             ok(&org)
         }
         ("organizations", Some(id), &Method::DELETE) => {
             s.delete_organization(id).await?;
-            state.invalidate();
             ok(&deleted(id))
         }
         ("projects", None, &Method::POST) => {
@@ -203,12 +209,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("projects", Some(id), &Method::PATCH) => {
             let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
             let project = s.update_project(id, &patch).await?;
-            state.invalidate();
             ok(&project)
         }
         ("projects", Some(id), &Method::DELETE) => {
             s.delete_project(id).await?;
-            state.invalidate();
             ok(&deleted(id))
         }
         ("users", None, &Method::POST) => {
@@ -221,12 +225,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("users", Some(id), &Method::PATCH) => {
             let patch: Patch = parse_json::<PatchEntity>(&body)?.validated(true)?;
             let user = s.update_user(id, &patch).await?;
-            state.invalidate();
             ok(&user)
         }
         ("users", Some(id), &Method::DELETE) => {
             s.delete_user(id).await?;
-            state.invalidate();
             ok(&deleted(id))
         }
         ("keys", None, &Method::POST) => {
@@ -238,13 +240,11 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("keys", Some(id), &Method::GET) => ok(&s.get_key(id).await?),
         ("keys", Some(id), &Method::DELETE) => {
             let key = s.revoke_key(id).await?;
-            state.invalidate();
             ok(&key)
         }
         ("budgets", None, &Method::POST) => {
             let b = parse_json::<requests::CreateBudget>(&body)?.validated()?;
             let budget = s.create_budget(b.scope, b.scope_id, b.limit_usd, b.period, b.hard).await?;
-            state.invalidate();
             created(&state.budgets.status(budget).await?)
         }
         ("budgets", None, &Method::GET) => {
@@ -259,12 +259,10 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ("budgets", Some(id), &Method::PATCH) => {
             let patch = parse_json::<requests::PatchBudget>(&body)?.validated()?;
             let budget = s.update_budget(id, &patch).await?;
-            state.invalidate();
             ok(&state.budgets.status(budget).await?)
         }
         ("budgets", Some(id), &Method::DELETE) => {
             s.delete_budget(id).await?;
-            state.invalidate();
             ok(&deleted(id))
         }
         ("alert-configs", None, &Method::POST) => {
@@ -278,7 +276,6 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
                     req.enabled,
                 )
                 .await?;
-            state.invalidate();
             created(&config)
         }
         ("alert-configs", None, &Method::GET) => ok(
@@ -286,7 +283,6 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
         ),
         ("alert-configs", Some(id), &Method::DELETE) => {
             s.delete_alert_config(id).await?;
-            state.invalidate();
             ok(&deleted(id))
         }
         ("alerts", None, &Method::GET) => ok(
@@ -364,16 +360,4 @@ pub async fn create_key(store: &Store, req: CreateKey) -> Result<CreatedKey, Adm
         })
         .await?;
     Ok(CreatedKey { key, plaintext: generated.plaintext })
-}
-
-/// Lets the route table pass differently typed values to one response helper.
-mod erased {
-    pub trait Json {
-        fn value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn value(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
-    }
 }

@@ -59,6 +59,16 @@ impl ProviderKind {
     }
 }
 
+impl From<ProviderKind> for crate::usage::Kind {
+    fn from(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi => crate::usage::Kind::OpenAi,
+            ProviderKind::Anthropic => crate::usage::Kind::Anthropic,
+            ProviderKind::Gemini => crate::usage::Kind::Gemini,
+        }
+    }
+}
+
 /// One upstream provider, validated.
 #[derive(Debug, Clone)]
 pub struct Provider {

@@ -48,7 +48,7 @@ pub struct ProxyState {
 
 /// Handles one client request end to end; never fails, errors become responses.
 pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Response<ProxyBody> {
-    let request_id = Uuid::now_v7().to_string();
+    let request_id = Uuid::now_v7();
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
@@ -65,7 +65,7 @@ pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Respo
             .map(|p| p.kind)
             .unwrap_or(ProviderKind::OpenAi);
         let mut kind = default_kind;
-        let result = pipeline(&state, request, &request_id, &mut kind).await;
+        let result = pipeline(&state, request, request_id, &mut kind).await;
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -74,10 +74,10 @@ pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Respo
                 } else {
                     tracing::info!(error = %e, "request refused");
                 }
-                e.into_response(kind, &request_id)
+                e.into_response(kind, &request_id.to_string())
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
+        if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
         let span = tracing::Span::current();
@@ -93,7 +93,7 @@ pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Respo
 async fn pipeline(
     state: &ProxyState,
     request: Request<Incoming>,
-    request_id: &str,
+    request_id: Uuid,
     kind: &mut ProviderKind,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let started = Instant::now();
@@ -113,7 +113,7 @@ async fn pipeline(
     check_declared_length(&parts.headers, config.max_request_bytes)?;
     // Metering looks at the decoded path: `%3AgenerateContent` reaches the same upstream
     // endpoint as `:generateContent` and must not slip past metering and budgets.
-    let decoded_path = percent_encoding::percent_decode_str(route.path).decode_utf8_lossy().into_owned();
+    let decoded_path = percent_encoding::percent_decode_str(route.path).decode_utf8_lossy();
     let api = metered_api(provider, &parts.method, &decoded_path).filter(|_| config.metering_enabled);
     if api.is_none() && config.unmetered == Unmetered::Deny {
         return Err(ProxyError::NotFound(format!("{} is not a metered endpoint", route.path)));
@@ -153,7 +153,7 @@ async fn pipeline(
     let admission = admit(state, &identity, estimate, created_at).await?;
     let remaining = admission.remaining;
     let pending = Pending {
-        request_id: Uuid::parse_str(request_id).unwrap_or_else(|_| Uuid::now_v7()),
+        request_id,
         created_at,
         started,
         identity,
@@ -213,12 +213,7 @@ fn metered_api(provider: &Provider, method: &Method, path: &str) -> Option<Api> 
     if method != Method::POST {
         return None;
     }
-    let kind = match provider.kind {
-        ProviderKind::OpenAi => Kind::OpenAi,
-        ProviderKind::Anthropic => Kind::Anthropic,
-        ProviderKind::Gemini => Kind::Gemini,
-    };
-    Api::detect(kind, path).or_else(|| match provider.kind {
+    Api::detect(provider.kind.into(), path).or_else(|| match provider.kind {
         // Anthropic's and Gemini's OpenAI-compatible endpoints speak the OpenAI format.
         ProviderKind::Anthropic | ProviderKind::Gemini => Api::detect(Kind::OpenAi, path),
         ProviderKind::OpenAi => None,
@@ -257,9 +252,7 @@ fn observe(
     pending: Pending,
     injected: bool,
 ) -> Response<ProxyBody> {
-    let (mut parts, incoming) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    parts.version = http::Version::HTTP_11;
+    let (mut parts, incoming) = response_head(response);
     let status = parts.status.as_u16();
     let is_event_stream = parts
         .headers
@@ -269,12 +262,7 @@ fn observe(
     let encoding =
         parts.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let cap = if is_event_stream { config.max_event_bytes } else { config.max_json_bytes };
-    let kind = match provider.kind {
-        ProviderKind::OpenAi => Kind::OpenAi,
-        ProviderKind::Anthropic => Kind::Anthropic,
-        ProviderKind::Gemini => Kind::Gemini,
-    };
-    let meter = Meter::new(kind, api, status, is_event_stream, cap);
+    let meter = Meter::new(provider.kind.into(), api, status, is_event_stream, cap);
     let on_settle = Box::new(move |observation| pending.settle(status, Some(observation)));
     let idle = IdleTimeoutBody::new(incoming, config.idle_timeout);
     let observed = ObservedBody::new(idle, meter, encoding.as_deref(), on_settle);
@@ -374,9 +362,16 @@ async fn forward(state: &ProxyState, request: Request<ProxyBody>) -> Result<Resp
     let config = &state.config;
     let response =
         forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes).await?;
+    let (parts, incoming) = response_head(response);
+    let body = IdleTimeoutBody::new(incoming, config.idle_timeout).boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The upstream's response head as the client gets it: hop-by-hop headers out, and the
+/// version left to the client's own connection.
+fn response_head(response: Response<Incoming>) -> (http::response::Parts, Incoming) {
     let (mut parts, incoming) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     parts.version = http::Version::HTTP_11;
-    let body = IdleTimeoutBody::new(incoming, config.idle_timeout).boxed();
-    Ok(Response::from_parts(parts, body))
+    (parts, incoming)
 }

@@ -150,11 +150,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// The pool, for backend-specific modules (ledger, reports).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     pub async fn create_organization(&self, name: &str) -> Result<Organization, StoreError> {
         let id = Uuid::now_v7();
         sqlx::query("INSERT INTO organizations (id, name, created_at) VALUES (?, ?, ?)")

@@ -237,11 +237,8 @@ impl SqliteStore {
     pub async fn list_alert_configs(&self, budget_id: Option<Uuid>) -> Result<Vec<AlertConfig>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ALERT_CONFIG_COLUMNS} FROM ai_budget_alert_configs
-             WHERE ? IS NULL OR organization_budget_id = ? OR project_budget_id = ? OR user_budget_id = ? ORDER BY id"
+             WHERE ?1 IS NULL OR organization_budget_id = ?1 OR project_budget_id = ?1 OR user_budget_id = ?1 ORDER BY id"
         ))
-        .bind(budget_id.map(|b| b.to_string()))
-        .bind(budget_id.map(|b| b.to_string()))
-        .bind(budget_id.map(|b| b.to_string()))
         .bind(budget_id.map(|b| b.to_string()))
         .fetch_all(&self.pool)
         .await?;
@@ -303,12 +300,9 @@ impl SqliteStore {
     /// Fired alerts, of one budget or all, oldest first.
     pub async fn list_alerts(&self, budget_id: Option<Uuid>) -> Result<Vec<Alert>, StoreError> {
         let rows = sqlx::query(&format!(
-            "{ALERT_SELECT} WHERE ? IS NULL OR c.organization_budget_id = ? OR c.project_budget_id = ? OR c.user_budget_id = ?
+            "{ALERT_SELECT} WHERE ?1 IS NULL OR c.organization_budget_id = ?1 OR c.project_budget_id = ?1 OR c.user_budget_id = ?1
              ORDER BY a.id"
         ))
-        .bind(budget_id.map(|b| b.to_string()))
-        .bind(budget_id.map(|b| b.to_string()))
-        .bind(budget_id.map(|b| b.to_string()))
         .bind(budget_id.map(|b| b.to_string()))
         .fetch_all(&self.pool)
         .await?;
