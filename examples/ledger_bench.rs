@@ -11,6 +11,10 @@ use tollgate::ledger::Ledger;
 use tollgate::store::{self, CostRecord, NewKey, NewUser, UsageSource};
 use uuid::Uuid;
 
+// The same allocator as the tollgate binary, so the numbers match what it would do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(200_000);

@@ -106,3 +106,36 @@ async fn deleting_an_owner_with_history_is_refused() {
     }
     assert!(store.get_user(user.id).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_replayed_batch_counts_only_its_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}/l.db", dir.path().display()), 2).await.unwrap();
+    let org = store.create_organization("o").await.unwrap();
+    let project = store.create_project(org.id, "p").await.unwrap();
+    let user = store
+        .create_user(&NewUser { organization_id: org.id, external_id: "u".into(), email: None })
+        .await
+        .unwrap();
+    let old: Vec<CostRecord> = (0..70).map(|_| record(org.id, project.id, user.id, "0.25")).collect();
+    assert_eq!(store.insert_cost_records(&old).await.unwrap(), 70);
+    // A batch replayed after an ambiguous failure: the old records again (more than one
+    // INSERT statement's worth) mixed with new ones, one of them with text that needs care.
+    let mut new: Vec<CostRecord> = (0..5).map(|_| record(org.id, project.id, user.id, "0.125")).collect();
+    new[0].model = Some("a \"quoted\" model\\with\ttab, é".into());
+    let mut replay = old.clone();
+    replay.splice(30..30, new.iter().cloned());
+    assert_eq!(store.insert_cost_records(&replay).await.unwrap(), 5);
+    assert_eq!(store.insert_cost_records(&replay).await.unwrap(), 0);
+    let expected = Decimal::from_str("18.125").unwrap(); // 70 x 0.25 + 5 x 0.125
+    for (scope, period) in [(user.id, Period::Daily), (project.id, Period::Weekly), (org.id, Period::Total)] {
+        let spent = store.window_spend(scope, period, period.start(Utc::now())).await.unwrap();
+        assert_eq!(spent, expected, "{period:?}");
+    }
+    let filter = RecordFilter { request_id: Some(new[0].request_id), ..Default::default() };
+    let page = tollgate::store::PageRequest { cursor: None, limit: 10 };
+    let got = store.list_cost_records(&filter, &page).await.unwrap();
+    assert_eq!(got.data.len(), 1);
+    assert_eq!(got.data[0].model, new[0].model);
+    assert_eq!(got.data[0].cost_usd, new[0].cost_usd);
+}

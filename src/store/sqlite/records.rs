@@ -17,8 +17,9 @@ use crate::store::{
 };
 use crate::window::Period;
 
-/// Rows per INSERT statement (21 binds each, well under SQLite's parameter limit).
-const ROWS_PER_INSERT: usize = 128;
+/// Rows per INSERT statement: 21 binds each, well under SQLite's parameter limit; full
+/// chunks reuse one cached prepared statement.
+const ROWS_PER_INSERT: usize = 64;
 
 /// The three scopes a record counts against, as (scope name, id).
 fn scopes(r: &CostRecord) -> [(&'static str, Uuid); 3] {
@@ -92,54 +93,91 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
 
 impl SqliteStore {
     /// Inserts a batch in one transaction; a request id already present is skipped (so a
-    /// retried write cannot double-count) and only new rows move the spend counters.
-    /// Returns how many rows were new.
+    /// retried or replayed write cannot double-count) and only new rows move the spend
+    /// counters. Returns how many rows were new.
     pub async fn insert_cost_records(&self, batch: &[CostRecord]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut deltas: HashMap<(&'static str, Uuid, Period, String), (Decimal, i64)> = HashMap::new();
-        let mut inserted = 0;
-        // Multi-row statements: each round trip to SQLite's worker thread is the cost.
-        for chunk in batch.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO ai_cost_records (id, request_id, created_at, organization_id, project_id, user_id,
+        let mut rows: Vec<&CostRecord> = batch.iter().collect();
+        loop {
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let mut tx = self.pool.begin().await?;
+            // Multi-row statements (each round trip to the driver's thread costs), and no
+            // RETURNING: sending every inserted row back across threads cost a third of the
+            // ledger's time. The row count says whether every record was new.
+            let mut inserted = 0;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO ai_cost_records (id, request_id, created_at, organization_id, project_id, user_id,
                     api_key_id, provider, model, endpoint, input_tokens, cached_input_tokens, cache_write_tokens,
                     output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id.to_string())
-                    .push_bind(r.request_id.to_string())
-                    .push_bind(ts(r.created_at))
-                    .push_bind(r.organization_id.to_string())
-                    .push_bind(r.project_id.to_string())
-                    .push_bind(r.user_id.to_string())
-                    .push_bind(r.api_key_id.map(|k| k.to_string()))
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.model.clone())
-                    .push_bind(r.endpoint.clone())
-                    .push_bind(to_i64(r.input_tokens))
-                    .push_bind(to_i64(r.cached_input_tokens))
-                    .push_bind(to_i64(r.cache_write_tokens))
-                    .push_bind(to_i64(r.output_tokens))
-                    .push_bind(to_i64(r.reasoning_tokens))
-                    .push_bind(r.cost_usd.normalize().to_string())
-                    .push_bind(i64::from(r.status_code))
-                    .push_bind(to_i64(Some(r.latency_ms)))
-                    .push_bind(r.streamed)
-                    .push_bind(r.usage_source.as_str())
-                    .push_bind(r.priced);
-            });
-            q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-            let new_ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-            let new_ids: HashSet<String> = new_ids.into_iter().collect();
-            for r in chunk.iter().filter(|r| new_ids.contains(&r.request_id.to_string())) {
-                inserted += 1;
-                for (scope, id) in scopes(r) {
-                    for period in Period::ALL {
-                        let key = (scope, id, period, ts(period.start(r.created_at)));
-                        let entry = deltas.entry(key).or_insert((Decimal::ZERO, 0));
-                        entry.0 += r.cost_usd;
-                        entry.1 += 1;
-                    }
+                );
+                q.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.id.to_string())
+                        .push_bind(r.request_id.to_string())
+                        .push_bind(ts(r.created_at))
+                        .push_bind(r.organization_id.to_string())
+                        .push_bind(r.project_id.to_string())
+                        .push_bind(r.user_id.to_string())
+                        .push_bind(r.api_key_id.map(|k| k.to_string()))
+                        .push_bind(r.provider.clone())
+                        .push_bind(r.model.clone())
+                        .push_bind(r.endpoint.clone())
+                        .push_bind(to_i64(r.input_tokens))
+                        .push_bind(to_i64(r.cached_input_tokens))
+                        .push_bind(to_i64(r.cache_write_tokens))
+                        .push_bind(to_i64(r.output_tokens))
+                        .push_bind(to_i64(r.reasoning_tokens))
+                        .push_bind(r.cost_usd.normalize().to_string())
+                        .push_bind(i64::from(r.status_code))
+                        .push_bind(to_i64(Some(r.latency_ms)))
+                        .push_bind(r.streamed)
+                        .push_bind(r.usage_source.as_str())
+                        .push_bind(r.priced);
+                });
+                q.push(" ON CONFLICT (request_id) DO NOTHING");
+                inserted += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            if inserted == rows.len() as u64 {
+                self.add_to_windows(&mut tx, &rows).await?;
+                tx.commit().await?;
+                return Ok(inserted);
+            }
+            // Some request ids were already recorded (a retried or replayed batch). Only
+            // the new rows may move the counters: find them, then write those alone.
+            tx.rollback().await?;
+            let ids: Vec<String> = rows.iter().map(|r| r.request_id.to_string()).collect();
+            let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let present: HashSet<String> = sqlx::query_scalar(
+                "SELECT request_id FROM ai_cost_records WHERE request_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+            if present.is_empty() {
+                return Err(StoreError::Invalid("cost record insert skipped rows that do not exist".into()));
+            }
+            rows.retain(|r| !present.contains(&r.request_id.to_string()));
+        }
+    }
+
+    /// Adds new records to their spend windows (every scope, every period), inside the
+    /// transaction that inserted them.
+    async fn add_to_windows(
+        &self,
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        rows: &[&CostRecord],
+    ) -> Result<(), StoreError> {
+        let mut deltas: HashMap<(&'static str, Uuid, Period, String), (Decimal, i64)> = HashMap::new();
+        for r in rows {
+            for (scope, id) in scopes(r) {
+                for period in Period::ALL {
+                    let key = (scope, id, period, ts(period.start(r.created_at)));
+                    let entry = deltas.entry(key).or_insert((Decimal::ZERO, 0));
+                    entry.0 += r.cost_usd;
+                    entry.1 += 1;
                 }
             }
         }
@@ -151,7 +189,7 @@ impl SqliteStore {
             .bind(id.to_string())
             .bind(period.as_str())
             .bind(&window_start)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
             match current {
                 Some(spent) => {
@@ -167,7 +205,7 @@ impl SqliteStore {
                     .bind(id.to_string())
                     .bind(period.as_str())
                     .bind(&window_start)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                 }
                 None => {
@@ -183,13 +221,12 @@ impl SqliteStore {
                         .bind(cost.normalize().to_string())
                         .bind(requests)
                         .bind(&now)
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                 }
             }
         }
-        tx.commit().await?;
-        Ok(inserted)
+        Ok(())
     }
 
     /// Spend of one scope in one window, from the counter table.
