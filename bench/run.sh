@@ -5,7 +5,8 @@
 # Env knobs (defaults in brackets):
 #   DURATION [10s]  CONNECTIONS [64]  WARMUP [2s]  CHUNKS [20] (SSE events per stream)
 #   CHUNK_DELAY_MS [0]  LOG_FILTER [warn] (tollgate's log filter)  TARGETS [direct nginx tollgate]
-#   SCENARIOS [chat chat-stream chat-stream-paced chat-stream-1conn]  PACE_MS [5] (gap between the paced
+#   SCENARIOS [chat chat-stream chat-stream-paced chat-stream-1conn chat-rate chat-stream-rate]
+#   RATE [5000] (chat-rate's requests/s)  STREAM_RATE [1500] (chat-stream-rate's)  PACE_MS [5] (gap between the paced
 #   scenario's events)  PACED_CONNECTIONS [256]  MOCK_PORT [9000]  PROXY_PORT [18080]  ADMIN_PORT [18081]
 #   NGINX_PORT [18082]  NOMETER_PORT [18090]  KEEP_TMP [0] (1 keeps the temp dir: configs, logs, raw results)
 #   CARGO_TARGET_DIR [target]  SKIP_BUILD [0]  LOADGEN [oha] (or wrk)
@@ -25,8 +26,12 @@ LOG_FILTER=${LOG_FILTER:-warn}
 # each have a hard budget, so every request reserves and settles on a 3-level chain
 # shared by all connections.
 TARGETS=${TARGETS:-direct nginx tollgate-nometer tollgate tollgate-budgets}
-SCENARIOS=${SCENARIOS:-chat chat-stream chat-stream-paced chat-stream-1conn}
+SCENARIOS=${SCENARIOS:-chat chat-stream chat-stream-paced chat-stream-1conn chat-rate chat-stream-rate}
 PACE_MS=${PACE_MS:-5}
+# Fixed-rate scenarios: requests (streams) per second offered whatever the answers' speed,
+# below what every target sustains, so the table compares CPU per request and latency.
+RATE=${RATE:-5000}
+STREAM_RATE=${STREAM_RATE:-1500}
 PACED_CONNECTIONS=${PACED_CONNECTIONS:-256}
 MOCK_PORT=${MOCK_PORT:-9000}
 PROXY_PORT=${PROXY_PORT:-18080}
@@ -161,7 +166,8 @@ if [[ " $TARGETS " == *" tollgate-nometer "* ]]; then
         "$CFG" >"$TMP/nometer.toml"
     printf '\n[metering]\nenabled = false\n' >>"$TMP/nometer.toml"
     "$BIN/tollgate" --config "$TMP/nometer.toml" serve >"$TMP/tollgate-nometer.log" 2>&1 &
-    PIDS+=($!)
+    NOMETER_PID=$!
+    PIDS+=("$NOMETER_PID")
     wait_http "http://127.0.0.1:$((NOMETER_PORT + 1))/healthz" tollgate-nometer
 fi
 
@@ -209,6 +215,19 @@ fi
 BODY_CHAT='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Name three prime numbers and say why each is prime."}],"max_tokens":128}'
 BODY_STREAM='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Name three prime numbers and say why each is prime."}],"max_tokens":128}'
 
+# The process serving a target, whose CPU time a run is charged with (none for direct/nginx).
+pid_for() {
+    case $1 in
+        tollgate | tollgate-budgets) echo "$TOLLGATE_PID" ;;
+        tollgate-nometer) echo "${NOMETER_PID:-}" ;;
+    esac
+}
+
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 url_for() {
     case $1 in
         direct) echo "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" ;;
@@ -230,7 +249,9 @@ key_for() {
 load() {
     local duration=$1 url=$2 body=$3 out=$4
     if [ "$LOADGEN" = oha ]; then
-        oha --no-tui "${OHA_JSON[@]}" -z "$duration" -c "$conns" -m POST -H "authorization: Bearer $RUN_KEY" \
+        local rate_args=()
+        [ -z "$rate" ] || rate_args=(-q "$rate")
+        oha --no-tui "${OHA_JSON[@]}" "${rate_args[@]}" -z "$duration" -c "$conns" -m POST -H "authorization: Bearer $RUN_KEY" \
             -H "x-mock-chunk-delay-ms: $delay_ms" -T application/json -d "$body" "$url" >"$out"
     else
         cat >"$TMP/post.lua" <<'EOF'
@@ -272,21 +293,31 @@ if pgrep -x rustc >/dev/null || pgrep -x cc1 >/dev/null; then
 fi
 log "load: $LOADGEN, $DURATION per run (+$WARMUP warm-up), $CHUNKS SSE events per stream"
 for scenario in $SCENARIOS; do
-    conns=$CONNECTIONS delay_ms=$CHUNK_DELAY_MS
+    conns=$CONNECTIONS delay_ms=$CHUNK_DELAY_MS rate=
     case $scenario in
         chat) body=$BODY_CHAT ;;
         chat-stream) body=$BODY_STREAM ;;
+        chat-rate) body=$BODY_CHAT rate=$RATE ;;
+        chat-stream-rate) body=$BODY_STREAM rate=$STREAM_RATE ;;
         chat-stream-paced) body=$BODY_STREAM conns=$PACED_CONNECTIONS delay_ms=$PACE_MS ;;
         chat-stream-1conn) body=$BODY_STREAM conns=1 ;;
         *) log "unknown scenario $scenario"; exit 1 ;;
     esac
+    if [ -n "$rate" ] && [ "$LOADGEN" != oha ]; then
+        log "$scenario needs oha (fixed request rate); skipped with $LOADGEN"
+        continue
+    fi
     for target in $TARGETS; do
         url=$(url_for "$target")
         RUN_KEY=$(key_for "$target")
         probe "$url" "$body" || { log "$scenario via $target: probe request failed"; exit 1; }
         log "$scenario via $target ($conns connections)"
         [ "$WARMUP" = 0 ] || load "$WARMUP" "$url" "$body" "$TMP/results/warmup.json"
+        pid=$(pid_for "$target")
+        [ -z "$pid" ] || before=$(cpu_ticks "$pid")
         load "$DURATION" "$url" "$body" "$TMP/results/$scenario.$target.json"
+        # CPU seconds the proxy process used during the measured run (ledger thread included).
+        [ -z "$pid" ] || echo "$(( $(cpu_ticks "$pid") - before )) $(getconf CLK_TCK)" >"$TMP/results/$scenario.$target.cpu"
     done
 done
 
@@ -305,7 +336,7 @@ fi
 
 # --- report --------------------------------------------------------------------------
 python3 - "$TMP/results" "$SCENARIOS" "$TARGETS" \
-    "$CONNECTIONS connections (chat-stream-paced: $PACED_CONNECTIONS, $PACE_MS ms between events; chat-stream-1conn: 1); $CHUNKS content events per stream; $DURATION per run; ttfb = time to the first response byte" <<'EOF'
+    "$CONNECTIONS connections (chat-stream-paced: $PACED_CONNECTIONS, $PACE_MS ms between events; chat-stream-1conn: 1; chat-rate: $RATE req/s offered; chat-stream-rate: $STREAM_RATE streams/s offered); $CHUNKS content events per stream; $DURATION per run; ttfb = time to the first response byte" <<'EOF'
 import json, os, sys
 
 results, scenarios, targets, footnote = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
@@ -328,6 +359,7 @@ def parse(path):
 # Overhead checks: metering vs metering off, budgets vs no budgets.
 reference = {"tollgate": "tollgate-nometer", "tollgate-budgets": "tollgate"}
 rows = []
+cpu_us = {}
 for s in scenarios:
     direct = None
     seen = {}
@@ -343,9 +375,18 @@ for s in scenarios:
         ref = reference.get(t)
         vs_ref = f"{rps / seen[ref]:.3f} vs {ref}" if ref in seen else "-"
         ttfb = "-" if ttfb is None else f"{ttfb:.2f}"
-        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ttfb, ratio, vs_ref, f"{ok:,}", str(bad)))
+        cpu = "-"
+        cpu_path = os.path.join(results, f"{s}.{t}.cpu")
+        if os.path.exists(cpu_path) and ok:
+            ticks, hz = map(int, open(cpu_path).read().split())
+            cpu = f"{ticks / hz / ok * 1e6:.1f}"
+            cpu_us[(s, t)] = ticks / hz / ok * 1e6
+            if (s, ref) in cpu_us:
+                vs_ref += f"; cpu {cpu_us[(s, t)] / cpu_us[(s, ref)]:.2f}x"
+        rows.append((s, t, f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}", ttfb, ratio, vs_ref, cpu, f"{ok:,}", str(bad)))
 
-head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms", "req/s vs direct", "overhead check", "2xx", "failed")
+head = ("scenario", "target", "req/s", "p50 ms", "p99 ms", "ttfb p50 ms", "req/s vs direct", "overhead check",
+        "proxy cpu us/req", "2xx", "failed")
 widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
 line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
 print(line(head))
@@ -353,5 +394,5 @@ print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 for r in rows:
     print(line(r))
 print()
-print(footnote)
+print(footnote + "; proxy cpu us/req = CPU time (user + system, all threads) of the tollgate process during the run / 2xx answers")
 EOF

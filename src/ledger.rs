@@ -13,6 +13,9 @@ use crate::store::{CostRecord, Store, StoreError};
 
 /// Records written per transaction at most.
 const MAX_BATCH: usize = 2048;
+/// How long the writer waits for more records before writing a batch that is not full.
+/// Budgets are enforced from memory, so this only delays reports, by at most this much.
+const LINGER: Duration = Duration::from_millis(10);
 /// Longest wait between retries of a failing write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -119,14 +122,26 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsiz
     let mut batch: Vec<CostRecord> = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
+        // Each transaction has a fixed cost (about 30 round trips to SQLite's thread), so
+        // gather what arrives within LINGER into one batch, unless someone waits on a flush.
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(r) => batch.push(*r),
-                Msg::Flush(done) => flushes.push(done),
+        loop {
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Record(r) => batch.push(*r),
+                    Msg::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
             }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+            if batch.len() >= MAX_BATCH || !flushes.is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => next = Some(msg),
+                Ok(None) | Err(_) => break,
             }
         }
         if !batch.is_empty() {

@@ -85,17 +85,13 @@ fn is_usage_only(event: &[u8]) -> bool {
 /// Length of the first complete event in `buf` (through its blank line), if any.
 fn event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < buf.len() {
+    while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
+        i += found;
         let line_end = match buf[i] {
-            b'\n' => i + 1,
             b'\r' if buf.get(i + 1) == Some(&b'\n') => i + 2,
             // A CR at the very end may be half of a CRLF: wait for more bytes.
             b'\r' if i + 1 == buf.len() => return None,
-            b'\r' => i + 1,
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => i + 1,
         };
         // A line end directly followed by another line end ends the event.
         match buf.get(line_end) {

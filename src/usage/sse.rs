@@ -67,7 +67,7 @@ impl Framer {
             }
         }
         while !bytes.is_empty() {
-            let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) else {
                 self.push_partial(bytes);
                 return;
             };

@@ -139,3 +139,33 @@ async fn a_replayed_batch_counts_only_its_new_records() {
     assert_eq!(got.data[0].model, new[0].model);
     assert_eq!(got.data[0].cost_usd, new[0].cost_usd);
 }
+
+#[tokio::test]
+async fn one_batch_over_many_windows_moves_each_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}/l.db", dir.path().display()), 2).await.unwrap();
+    let org = store.create_organization("o").await.unwrap();
+    let project = store.create_project(org.id, "p").await.unwrap();
+    // 70 users x 4 periods: more windows than one statement reads or writes.
+    let mut users = Vec::new();
+    for i in 0..70 {
+        let new = NewUser { organization_id: org.id, external_id: format!("u{i}"), email: None };
+        users.push(store.create_user(&new).await.unwrap().id);
+    }
+    for round in 1..=2 {
+        let batch: Vec<CostRecord> = users
+            .iter()
+            .flat_map(|u| [record(org.id, project.id, *u, "0.5"), record(org.id, project.id, *u, "0.25")])
+            .collect();
+        assert_eq!(store.insert_cost_records(&batch).await.unwrap(), 140);
+        let round = Decimal::from(round);
+        for user in &users {
+            let spent =
+                store.window_spend(*user, Period::Weekly, Period::Weekly.start(Utc::now())).await.unwrap();
+            assert_eq!(spent, Decimal::from_str("0.75").unwrap() * round);
+        }
+        let spent =
+            store.window_spend(project.id, Period::Total, chrono::DateTime::UNIX_EPOCH).await.unwrap();
+        assert_eq!(spent, Decimal::from_str("52.5").unwrap() * round);
+    }
+}

@@ -21,6 +21,10 @@ use crate::window::Period;
 /// chunks reuse one cached prepared statement.
 const ROWS_PER_INSERT: usize = 64;
 
+/// Spend windows read and upserted per statement (3 binds per key read, 9 per row
+/// written).
+const WINDOWS_PER_STATEMENT: usize = 256;
+
 /// The three scopes a record counts against, as (scope name, id).
 fn scopes(r: &CostRecord) -> [(&'static str, Uuid); 3] {
     [("organization", r.organization_id), ("project", r.project_id), ("user", r.user_id)]
@@ -164,67 +168,69 @@ impl SqliteStore {
     }
 
     /// Adds new records to their spend windows (every scope, every period), inside the
-    /// transaction that inserted them.
+    /// transaction that inserted them: one read of the current totals and one upsert,
+    /// whatever the number of windows (money is added here, in Decimal, not in SQL).
     async fn add_to_windows(
         &self,
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         rows: &[&CostRecord],
     ) -> Result<(), StoreError> {
-        let mut deltas: HashMap<(&'static str, Uuid, Period, String), (Decimal, i64)> = HashMap::new();
+        let mut deltas: BTreeMap<(Uuid, Period, String), (&'static str, Decimal, i64)> = BTreeMap::new();
         for r in rows {
             for (scope, id) in scopes(r) {
                 for period in Period::ALL {
-                    let key = (scope, id, period, ts(period.start(r.created_at)));
-                    let entry = deltas.entry(key).or_insert((Decimal::ZERO, 0));
-                    entry.0 += r.cost_usd;
-                    entry.1 += 1;
+                    let key = (id, period, ts(period.start(r.created_at)));
+                    let entry = deltas.entry(key).or_insert((scope, Decimal::ZERO, 0));
+                    entry.1 += r.cost_usd;
+                    entry.2 += 1;
                 }
             }
         }
-        let now = ts(Utc::now());
-        for ((scope, id, period, window_start), (cost, requests)) in deltas {
-            let current: Option<String> = sqlx::query_scalar(
-                "SELECT spent_usd FROM ai_spend_windows WHERE scope_id = ? AND period = ? AND window_start = ?",
-            )
-            .bind(id.to_string())
-            .bind(period.as_str())
-            .bind(&window_start)
-            .fetch_optional(&mut **tx)
-            .await?;
-            match current {
-                Some(spent) => {
-                    let spent = Decimal::from_str(&spent)
-                        .map_err(|_| StoreError::Invalid(format!("bad spent_usd {spent}")))?;
-                    sqlx::query(
-                        "UPDATE ai_spend_windows SET spent_usd = ?, requests = requests + ?, updated_at = ?
-                         WHERE scope_id = ? AND period = ? AND window_start = ?",
-                    )
-                    .bind((spent + cost).normalize().to_string())
-                    .bind(requests)
-                    .bind(&now)
-                    .bind(id.to_string())
-                    .bind(period.as_str())
-                    .bind(&window_start)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                None => {
-                    let sql = format!(
-                        "INSERT INTO ai_spend_windows (scope, {scope}_id, period, window_start, spent_usd, requests, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    );
-                    sqlx::query(&sql)
-                        .bind(scope)
-                        .bind(id.to_string())
-                        .bind(period.as_str())
-                        .bind(&window_start)
-                        .bind(cost.normalize().to_string())
-                        .bind(requests)
-                        .bind(&now)
-                        .execute(&mut **tx)
-                        .await?;
-                }
+        for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(WINDOWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT scope_id, period, window_start, spent_usd FROM ai_spend_windows
+                 WHERE (scope_id, period, window_start) IN (VALUES ",
+            );
+            let mut list = q.separated(", ");
+            for ((id, period, window_start), _) in chunk {
+                list.push("(")
+                    .push_bind_unseparated(id.to_string())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(period.as_str())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(window_start.as_str())
+                    .push_unseparated(")");
             }
+            q.push(")");
+            let mut current: HashMap<(String, String, String), Decimal> = HashMap::new();
+            for row in q.build().fetch_all(&mut **tx).await? {
+                let key = (row.try_get("scope_id")?, row.try_get("period")?, row.try_get("window_start")?);
+                current.insert(key, decimal_col(&row, "spent_usd")?);
+            }
+            let now = ts(Utc::now());
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO ai_spend_windows (scope, organization_id, project_id, user_id, period,
+                    window_start, spent_usd, requests, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, ((id, period, window_start), (scope, cost, requests))| {
+                let key = (id.to_string(), period.as_str().to_owned(), window_start.clone());
+                let total = current.get(&key).copied().unwrap_or(Decimal::ZERO) + *cost;
+                let scoped = |s: &str| (*scope == s).then(|| id.to_string());
+                b.push_bind(*scope)
+                    .push_bind(scoped("organization"))
+                    .push_bind(scoped("project"))
+                    .push_bind(scoped("user"))
+                    .push_bind(period.as_str())
+                    .push_bind(window_start.clone())
+                    .push_bind(total.normalize().to_string())
+                    .push_bind(*requests)
+                    .push_bind(now.clone());
+            });
+            q.push(
+                " ON CONFLICT (scope_id, period, window_start) DO UPDATE SET spent_usd = excluded.spent_usd,
+                  requests = requests + excluded.requests, updated_at = excluded.updated_at",
+            );
+            q.build().execute(&mut **tx).await?;
         }
         Ok(())
     }
