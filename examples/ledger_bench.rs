@@ -1,7 +1,9 @@
 //! Ledger throughput: how many cost records per second the batched writer puts into
 //! SQLite (records and spend-window counters in the same transactions).
 //!
-//! `cargo run --release --example ledger_bench -- [RECORDS]` (default 200000).
+//! `cargo run --release --example ledger_bench -- [RECORDS] [RATE]` (default 200000, as
+//! fast as possible). With RATE (records per second) records arrive at that pace, as
+//! from steady traffic, and the CPU time per record is what to watch.
 
 use std::time::Instant;
 
@@ -18,6 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(200_000);
+    let rate: Option<u64> = std::env::args().nth(2).map(|a| a.parse()).transpose()?;
     let dir = tempfile_dir()?;
     let url = format!("sqlite://{}/bench.db", dir.display());
     let store = store::open(&url, 4).await?;
@@ -68,9 +71,16 @@ async fn main() -> anyhow::Result<()> {
             usage_source: UsageSource::Reported,
             priced: true,
         });
-        // Let the writer run while we produce, as request tasks would.
-        if i % 1024 == 0 {
-            tokio::task::yield_now().await;
+        match rate {
+            // One record every 1/RATE s, sent in 1 ms groups.
+            Some(rate) if (i as u64 + 1) % rate.div_ceil(1000) == 0 => {
+                let due = started + std::time::Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            Some(_) => {}
+            // Let the writer run while we produce, as request tasks would.
+            None if i % 1024 == 0 => tokio::task::yield_now().await,
+            None => {}
         }
     }
     ledger.flush().await;
@@ -80,9 +90,20 @@ async fn main() -> anyhow::Result<()> {
     println!("records        {n}");
     println!("seconds        {secs:.3}");
     println!("records/s      {:.0}", n as f64 / secs);
+    if let Some(cpu) = cpu_seconds() {
+        println!("cpu us/record  {:.1} (whole process, producer included)", cpu / n as f64 * 1e6);
+    }
     println!("project total  {spent} USD (expected {})", Decimal::new(36, 5) * Decimal::from(n));
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+/// CPU time (user + system) this process used so far, from /proc (Linux only).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -122,26 +122,20 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsiz
     let mut batch: Vec<CostRecord> = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
-        // Each transaction has a fixed cost (about 30 round trips to SQLite's thread), so
-        // gather what arrives within LINGER into one batch, unless someone waits on a flush.
-        let deadline = tokio::time::Instant::now() + LINGER;
+        // A transaction has a fixed cost, so a batch that is not full waits LINGER for
+        // company. It sleeps rather than waiting on the queue: a wake-up per arriving
+        // record would cost as much as the batching saves.
+        if !matches!(first, Msg::Flush(_)) && rx.len() < MAX_BATCH {
+            tokio::time::sleep(LINGER).await;
+        }
         let mut next = Some(first);
-        loop {
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Record(r) => batch.push(*r),
-                    Msg::Flush(done) => flushes.push(done),
-                }
-                if batch.len() < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
+        while let Some(msg) = next.take() {
+            match msg {
+                Msg::Record(r) => batch.push(*r),
+                Msg::Flush(done) => flushes.push(done),
             }
-            if batch.len() >= MAX_BATCH || !flushes.is_empty() {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(msg)) => next = Some(msg),
-                Ok(None) | Err(_) => break,
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
         if !batch.is_empty() {

@@ -21,6 +21,10 @@ use super::{parse_ts, ts, NewUser, Organization, Page, PageRequest, Patch, Proje
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection of its own for the ledger's inserts: as the only writer of the cost
+    /// tables, its page cache stays valid between batches (a pooled connection's cache is
+    /// dropped whenever another connection wrote, and the pages are read back in).
+    ledger: SqlitePool,
 }
 
 fn map_write_err(entity: &'static str, e: sqlx::Error) -> StoreError {
@@ -112,6 +116,9 @@ fn user(row: &SqliteRow) -> Result<User, StoreError> {
 const ARCHIVE_SQL: &str =
     "archived_at = CASE WHEN ? = 1 THEN coalesce(archived_at, ?) WHEN ? = 0 THEN NULL ELSE archived_at END";
 
+/// Page cache of the ledger's connection, as SQLite's `cache_size` (negative: KiB).
+const LEDGER_CACHE_KIB: &str = "-16384";
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file with the pragmas tollgate relies on.
     pub async fn connect(url: &str, max_connections: u32) -> Result<SqliteStore, StoreError> {
@@ -121,8 +128,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
-        Ok(SqliteStore { pool })
+        let pool =
+            SqlitePoolOptions::new().max_connections(max_connections).connect_with(options.clone()).await?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let ledger = if in_memory {
+            pool.clone()
+        } else {
+            // The right edges of the ledger's indexes and the window rows fit in 16 MiB.
+            // A multi-row INSERT copies each page it touches to a statement journal (so a
+            // failing row can be undone); in memory that is a copy, not a temp-file write.
+            let options = options.pragma("cache_size", LEDGER_CACHE_KIB).pragma("temp_store", "memory");
+            SqlitePoolOptions::new().max_connections(1).connect_with(options).await?
+        };
+        Ok(SqliteStore { pool, ledger })
     }
 
     /// Applies pending migrations from migrations/sqlite.

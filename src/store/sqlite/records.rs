@@ -105,7 +105,7 @@ impl SqliteStore {
             if rows.is_empty() {
                 return Ok(0);
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.ledger.begin().await?;
             // Multi-row statements (each round trip to the driver's thread costs), and no
             // RETURNING: sending every inserted row back across threads cost a third of the
             // ledger's time. The row count says whether every record was new.
@@ -156,7 +156,7 @@ impl SqliteStore {
                 "SELECT request_id FROM ai_cost_records WHERE request_id IN (SELECT value FROM json_each(?))",
             )
             .bind(ids)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.ledger)
             .await?
             .into_iter()
             .collect();
