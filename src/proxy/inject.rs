@@ -5,10 +5,12 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use memchr::memmem::Finder;
 use pin_project_lite::pin_project;
 
 /// Adds `"stream_options":{"include_usage":true}` to a JSON request body, leaving every
@@ -46,22 +48,23 @@ pub fn add_include_usage(body: &[u8]) -> Option<Bytes> {
     }
 }
 
-/// Decides what the client sees of one complete event (bytes include its terminator).
-/// Only an event that could be the usage-only chunk (`"choices":[]`) is parsed; the
-/// others are checked for the `,"usage":null` the option added with a byte search.
-fn rewrite_event(event: &[u8]) -> Option<Vec<u8>> {
+/// Appends what the client sees of one complete event (bytes include its terminator) to
+/// `out`. Only an event that could be the usage-only chunk (`"choices":[]`) is parsed;
+/// the others are checked for the `,"usage":null` the option added with a byte search.
+fn rewrite_event(event: &[u8], out: &mut Vec<u8>) {
     const USAGE_NULL: &[u8] = b",\"usage\":null";
-    if memchr::memmem::find(event, b"\"choices\":[]").is_some() && is_usage_only(event) {
-        return None;
+    // Searchers built once: building one per event cost more than the search.
+    static EMPTY_CHOICES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"choices\":[]"));
+    static USAGE_NULL_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(USAGE_NULL));
+    if EMPTY_CHOICES.find(event).is_some() && is_usage_only(event) {
+        return;
     }
-    match memchr::memmem::find(event, USAGE_NULL) {
+    match USAGE_NULL_FINDER.find(event) {
         Some(at) => {
-            let mut out = Vec::with_capacity(event.len() - USAGE_NULL.len());
             out.extend_from_slice(&event[..at]);
             out.extend_from_slice(&event[at + USAGE_NULL.len()..]);
-            Some(out)
         }
-        None => Some(event.to_vec()),
+        None => out.extend_from_slice(event),
     }
 }
 
@@ -149,14 +152,22 @@ where
                         Ok(data) => data,
                         Err(other) => return Poll::Ready(Some(Ok(other))),
                     };
-                    this.pending.extend_from_slice(&frame);
-                    let mut out = Vec::new();
-                    while let Some(end) = event_end(this.pending) {
-                        let event = this.pending.split_to(end);
-                        if let Some(kept) = rewrite_event(&event) {
-                            out.extend_from_slice(&kept);
-                        }
+                    // Events are rewritten straight from the frame unless a partial event
+                    // from the previous frame has to be joined first: one copy per byte.
+                    let joined;
+                    let mut rest: &[u8] = if this.pending.is_empty() {
+                        &frame
+                    } else {
+                        this.pending.extend_from_slice(&frame);
+                        joined = this.pending.split();
+                        &joined
+                    };
+                    let mut out = Vec::with_capacity(rest.len());
+                    while let Some(end) = event_end(rest) {
+                        rewrite_event(&rest[..end], &mut out);
+                        rest = &rest[end..];
                     }
+                    this.pending.extend_from_slice(rest);
                     if !out.is_empty() {
                         this.ready.push_back(Bytes::from(out));
                     }
@@ -184,6 +195,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+    use http_body_util::{BodyExt, StreamBody};
 
     #[test]
     fn include_usage_is_inserted_without_touching_other_bytes() {
@@ -216,12 +229,56 @@ mod tests {
     fn usage_only_chunk_is_dropped_and_usage_null_removed() {
         let chunk =
             b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{}}],\"usage\":null,\"obfuscation\":\"x\"}\n\n";
+        let rewrite = |event: &[u8]| {
+            let mut out = Vec::new();
+            rewrite_event(event, &mut out);
+            out
+        };
         assert_eq!(
-            rewrite_event(chunk).unwrap(),
+            rewrite(chunk),
             b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{}}],\"obfuscation\":\"x\"}\n\n".to_vec()
         );
         let usage = b"data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\n";
-        assert_eq!(rewrite_event(usage), None);
-        assert_eq!(rewrite_event(b"data: [DONE]\n\n").unwrap(), b"data: [DONE]\n\n".to_vec());
+        assert_eq!(rewrite(usage), b"".to_vec());
+        assert_eq!(rewrite(b"data: [DONE]\n\n"), b"data: [DONE]\n\n".to_vec());
+    }
+
+    /// Runs `frames` through the filter (every frame is ready at once).
+    fn filtered(frames: Vec<Vec<u8>>) -> Vec<u8> {
+        let frames =
+            frames.into_iter().map(|f| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(f))));
+        let body = InjectedUsageFilter::new(StreamBody::new(futures_util::stream::iter(frames)));
+        let collected = body.collect().now_or_never().expect("ready").expect("no error");
+        collected.to_bytes().to_vec()
+    }
+
+    #[test]
+    fn every_split_of_an_injected_stream_gives_the_stream_the_client_asked_for() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let event = |json: &str| format!("data: {json}{eol}{eol}");
+            let upstream = [
+                event(r#"{"id":"c","choices":[{"delta":{"content":"é"}}],"usage":null}"#),
+                format!(": keep-alive{eol}{eol}"),
+                event(r#"{"id":"c","choices":[{"delta":{}}],"usage":null}"#),
+                event(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#),
+                event("[DONE]"),
+            ]
+            .concat();
+            let expected = [
+                event(r#"{"id":"c","choices":[{"delta":{"content":"é"}}]}"#),
+                format!(": keep-alive{eol}{eol}"),
+                event(r#"{"id":"c","choices":[{"delta":{}}]}"#),
+                event("[DONE]"),
+            ]
+            .concat();
+            let bytes = upstream.as_bytes();
+            assert_eq!(filtered(vec![bytes.to_vec()]), expected.as_bytes(), "{eol:?} whole");
+            for at in 0..=bytes.len() {
+                let got = filtered(vec![bytes[..at].to_vec(), bytes[at..].to_vec()]);
+                assert_eq!(String::from_utf8_lossy(&got), expected, "{eol:?} split at {at}");
+            }
+            let single: Vec<Vec<u8>> = bytes.iter().map(|b| vec![*b]).collect();
+            assert_eq!(filtered(single), expected.as_bytes(), "{eol:?} byte by byte");
+        }
     }
 }

@@ -8,7 +8,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::LazyLock;
 
+use memchr::memmem::Finder;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// A token count: a non-negative JSON integer, anything else reads as `None`.
@@ -41,10 +43,11 @@ pub fn parse<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Option<T> {
 ///
 /// Escaped quotes inside JSON strings are preceded by a backslash, so a literal `"key"` token in
 /// generated text cannot produce a false negative, only (harmless) extra parsing.
-pub fn has_non_null(data: &[u8], key: &[u8]) -> bool {
+pub fn has_non_null(data: &[u8], key: &Finder<'_>) -> bool {
     let mut rest = data;
-    while let Some(at) = find(rest, key) {
-        let after = &rest[at + key.len()..];
+    // SIMD substring search with a prebuilt searcher: this runs on every streamed chunk.
+    while let Some(at) = key.find(rest) {
+        let after = &rest[at + key.needle().len()..];
         let mut tail = after.iter().skip_while(|b| b.is_ascii_whitespace());
         if tail.next() == Some(&b':') && tail.find(|b| !b.is_ascii_whitespace()) != Some(&b'n') {
             return true;
@@ -54,10 +57,12 @@ pub fn has_non_null(data: &[u8], key: &[u8]) -> bool {
     false
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    // SIMD substring search: this runs on every streamed chunk.
-    memchr::memmem::find(hay, needle)
-}
+/// The `"usage"` key, as a searcher built once (building one per event cost more than
+/// the search itself).
+pub static USAGE_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
+
+/// The `"error"` key, likewise.
+pub static ERROR_KEY: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""error""#));
 
 /// Drains a container the caller has no use for.
 fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
@@ -295,10 +300,10 @@ mod tests {
 
     #[test]
     fn non_null_prefilter() {
-        assert!(!has_non_null(br#"{"usage":null,"x":1}"#, br#""usage""#));
-        assert!(!has_non_null(br#"{"usage" :  null}"#, br#""usage""#));
-        assert!(has_non_null(br#"{"usage":null,"x":{"usage": {"a":1}}}"#, br#""usage""#));
-        assert!(!has_non_null(br#"{"text":"the \"usage\": 3"}"#, br#""usage""#));
-        assert!(!has_non_null(b"{}", br#""usage""#));
+        assert!(!has_non_null(br#"{"usage":null,"x":1}"#, &USAGE_KEY));
+        assert!(!has_non_null(br#"{"usage" :  null}"#, &USAGE_KEY));
+        assert!(has_non_null(br#"{"usage":null,"x":{"usage": {"a":1}}}"#, &USAGE_KEY));
+        assert!(!has_non_null(br#"{"text":"the \"usage\": 3"}"#, &USAGE_KEY));
+        assert!(!has_non_null(b"{}", &USAGE_KEY));
     }
 }

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use super::json::{has_non_null, parse, Count, Maybe, Present, Text};
+use super::json::{has_non_null, parse, Count, Maybe, Present, Text, ERROR_KEY, USAGE_KEY};
 use super::sse::Event;
 use super::{Api, Tally, Usage};
 
@@ -129,8 +129,7 @@ fn chat_chunk(event: Event<'_>, tally: &mut Tally) {
     }
     // Most chunks are content deltas: once the model is known, only a chunk that may carry
     // usage or an error is worth parsing.
-    let relevant =
-        tally.model.is_none() || has_non_null(data, br#""usage""#) || has_non_null(data, br#""error""#);
+    let relevant = tally.model.is_none() || has_non_null(data, &USAGE_KEY) || has_non_null(data, &ERROR_KEY);
     if relevant {
         if let Some(chunk) = parse::<Chunk>(data) {
             take_chunk(chunk, tally);

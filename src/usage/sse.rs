@@ -71,11 +71,21 @@ impl Framer {
                 self.push_partial(bytes);
                 return;
             };
-            self.push_partial(&bytes[..end]);
+            let line = &bytes[..end];
             let crlf = bytes[end] == b'\r' && bytes.get(end + 1) == Some(&b'\n');
             self.after_cr = bytes[end] == b'\r' && end + 1 == bytes.len();
             bytes = &bytes[end + if crlf { 2 } else { 1 }..];
-            self.end_line(on_event);
+            if self.line.is_empty() {
+                // The whole line is in this slice: read it where it is, no copy.
+                self.end_line(line, on_event);
+            } else {
+                self.push_partial(line);
+                let buffered = std::mem::take(&mut self.line);
+                self.end_line(&buffered, on_event);
+                // Hand the allocation back so steady streaming does not reallocate.
+                self.line = buffered;
+                self.line.clear();
+            }
         }
     }
 
@@ -111,24 +121,27 @@ impl Framer {
         self.has_data = false;
     }
 
-    fn end_line(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
+    /// Handles a complete line (without its line end).
+    fn end_line(&mut self, line: &[u8], on_event: &mut dyn FnMut(Event<'_>)) {
+        if !self.skipping && self.data.len() + self.name.len() + line.len() > self.cap {
+            self.start_skipping();
+        }
         if self.skipping {
             // Resynchronise at the blank line that ends the oversized event.
+            if !line.is_empty() {
+                self.skip_line_nonempty = true;
+            }
             if !self.skip_line_nonempty {
                 self.skipping = false;
             }
             self.skip_line_nonempty = false;
             return;
         }
-        let line = std::mem::take(&mut self.line);
         if line.is_empty() {
             self.dispatch(on_event);
         } else {
-            self.field(&line);
+            self.field(line);
         }
-        // Hand the allocation back so steady streaming does not reallocate per line.
-        self.line = line;
-        self.line.clear();
     }
 
     fn field(&mut self, line: &[u8]) {
@@ -161,15 +174,21 @@ impl Framer {
 
     fn dispatch(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
         if self.has_data {
-            let data = String::from_utf8_lossy(&self.data);
-            let name: Cow<'_, str> = if self.name.is_empty() {
-                Cow::Borrowed("message")
-            } else {
-                String::from_utf8_lossy(&self.name)
-            };
+            let data = text(&self.data);
+            let name: Cow<'_, str> =
+                if self.name.is_empty() { Cow::Borrowed("message") } else { text(&self.name) };
             on_event(Event { name: &name, data: &data });
         }
         self.reset_event();
+    }
+}
+
+/// The bytes as text; invalid UTF-8 (never seen from a provider) is replaced, not fatal.
+/// `from_utf8` first: its ASCII fast path is several times quicker than the lossy scan.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
@@ -24,6 +24,12 @@ const ROWS_PER_INSERT: usize = 64;
 /// Spend windows read and upserted per statement (3 binds per key read, 9 per row
 /// written).
 const WINDOWS_PER_STATEMENT: usize = 256;
+
+/// A spend window: scope id, period, window start.
+type WindowKey = (Uuid, Period, DateTime<Utc>);
+
+/// What a batch adds to one window: scope name, cost, requests.
+type WindowDelta = (&'static str, Decimal, i64);
 
 /// The three scopes a record counts against, as (scope name, id).
 fn scopes(r: &CostRecord) -> [(&'static str, Uuid); 3] {
@@ -175,18 +181,21 @@ impl SqliteStore {
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         rows: &[&CostRecord],
     ) -> Result<(), StoreError> {
-        let mut deltas: BTreeMap<(Uuid, Period, String), (&'static str, Decimal, i64)> = BTreeMap::new();
+        // Keyed by the window's start time; formatted once per window, not per record.
+        let mut deltas: BTreeMap<WindowKey, WindowDelta> = BTreeMap::new();
         for r in rows {
             for (scope, id) in scopes(r) {
                 for period in Period::ALL {
-                    let key = (id, period, ts(period.start(r.created_at)));
+                    let key = (id, period, period.start(r.created_at));
                     let entry = deltas.entry(key).or_insert((scope, Decimal::ZERO, 0));
                     entry.1 += r.cost_usd;
                     entry.2 += 1;
                 }
             }
         }
-        for chunk in deltas.into_iter().collect::<Vec<_>>().chunks(WINDOWS_PER_STATEMENT) {
+        let deltas: Vec<_> =
+            deltas.into_iter().map(|((id, period, start), delta)| ((id, period, ts(start)), delta)).collect();
+        for chunk in deltas.chunks(WINDOWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "SELECT scope_id, period, window_start, spent_usd FROM ai_spend_windows
                  WHERE (scope_id, period, window_start) IN (VALUES ",
