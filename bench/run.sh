@@ -228,6 +228,20 @@ cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
+# Waits (at most 30 s) until a process is idle — at most one tick of CPU in 300 ms — so
+# work a run left behind (the ledger's backlog) is charged to that run, not the next.
+wait_idle() {
+    local pid=$1 last now
+    last=$(cpu_ticks "$pid")
+    for _ in $(seq 1 100); do
+        sleep 0.3
+        now=$(cpu_ticks "$pid")
+        [ $((now - last)) -le 1 ] && return 0
+        last=$now
+    done
+    log "pid $pid still busy 30 s after a run"
+}
+
 url_for() {
     case $1 in
         direct) echo "http://127.0.0.1:$MOCK_PORT/v1/chat/completions" ;;
@@ -314,10 +328,10 @@ for scenario in $SCENARIOS; do
         log "$scenario via $target ($conns connections)"
         [ "$WARMUP" = 0 ] || load "$WARMUP" "$url" "$body" "$TMP/results/warmup.json"
         pid=$(pid_for "$target")
-        [ -z "$pid" ] || before=$(cpu_ticks "$pid")
+        [ -z "$pid" ] || { wait_idle "$pid"; before=$(cpu_ticks "$pid"); }
         load "$DURATION" "$url" "$body" "$TMP/results/$scenario.$target.json"
-        # CPU seconds the proxy process used during the measured run (ledger thread included).
-        [ -z "$pid" ] || echo "$(( $(cpu_ticks "$pid") - before )) $(getconf CLK_TCK)" >"$TMP/results/$scenario.$target.cpu"
+        # CPU the proxy process used for the measured run, the ledger catching up included.
+        [ -z "$pid" ] || { wait_idle "$pid"; echo "$(($(cpu_ticks "$pid") - before)) $(getconf CLK_TCK)" >"$TMP/results/$scenario.$target.cpu"; }
     done
 done
 
@@ -394,5 +408,5 @@ print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 for r in rows:
     print(line(r))
 print()
-print(footnote + "; proxy cpu us/req = CPU time (user + system, all threads) of the tollgate process during the run / 2xx answers")
+print(footnote + "; proxy cpu us/req = CPU time (user + system, all threads) of the tollgate process from the run's start until it is idle again / 2xx answers")
 EOF

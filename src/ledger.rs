@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::store::{CostRecord, Store, StoreError};
@@ -15,7 +15,10 @@ use crate::store::{CostRecord, Store, StoreError};
 const MAX_BATCH: usize = 2048;
 /// How long the writer waits for more records before writing a batch that is not full.
 /// Budgets are enforced from memory, so this only delays reports, by at most this much.
-const LINGER: Duration = Duration::from_millis(10);
+/// `ledger_bench 30000 5000`: 70 µs of CPU per record at 10 ms, 46 at 50 ms, 39 at 200 ms.
+const LINGER: Duration = Duration::from_millis(50);
+/// How often a waiting writer checks whether the queue filled up.
+const LINGER_STEP: Duration = Duration::from_millis(2);
 /// Longest wait between retries of a failing write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -30,6 +33,8 @@ enum Msg {
 pub struct Ledger {
     tx: mpsc::Sender<Msg>,
     depth: Arc<AtomicUsize>,
+    /// Cuts the writer's wait for a fuller batch short when someone waits on a flush.
+    hurry: Arc<Notify>,
     /// Second of the last queue-full warning, and how many full events since.
     last_full_warning: Arc<AtomicU64>,
     full_events: Arc<AtomicU64>,
@@ -46,8 +51,10 @@ impl Ledger {
     pub fn start(store: Store, capacity: usize) -> (Ledger, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(writer(store, rx, Arc::clone(&depth)));
+        let hurry = Arc::new(Notify::new());
+        let task = tokio::spawn(writer(store, rx, Arc::clone(&depth), Arc::clone(&hurry)));
         let ledger = Ledger {
+            hurry,
             tx,
             depth,
             last_full_warning: Arc::new(AtomicU64::new(0)),
@@ -106,7 +113,9 @@ impl Ledger {
     pub async fn flush(&self) {
         loop {
             let (done, wait) = oneshot::channel();
-            if self.tx.send(Msg::Flush(done)).await.is_err() || wait.await.is_err() {
+            let sent = self.tx.send(Msg::Flush(done)).await;
+            self.hurry.notify_one();
+            if sent.is_err() || wait.await.is_err() {
                 return;
             }
             if self.depth() == 0 {
@@ -118,15 +127,23 @@ impl Ledger {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsize>) {
+async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsize>, hurry: Arc<Notify>) {
     let mut batch: Vec<CostRecord> = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
-        // A transaction has a fixed cost, so a batch that is not full waits LINGER for
-        // company. It sleeps rather than waiting on the queue: a wake-up per arriving
-        // record would cost as much as the batching saves.
-        if !matches!(first, Msg::Flush(_)) && rx.len() < MAX_BATCH {
-            tokio::time::sleep(LINGER).await;
+        // A transaction has a fixed cost (about 0.4-1.5 ms of CPU here: WAL frames for every
+        // touched index page, checkpoints), so a batch that is not full waits LINGER for
+        // company. It sleeps rather than waiting on the queue, so arriving records do not
+        // wake it one by one; it looks every LINGER_STEP whether the queue filled up (then
+        // senders are waiting for room). A flush cuts the wait short.
+        if !matches!(first, Msg::Flush(_)) {
+            let deadline = tokio::time::Instant::now() + LINGER;
+            while rx.len() < MAX_BATCH && rx.capacity() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::select! {
+                    () = tokio::time::sleep(LINGER_STEP) => {}
+                    () = hurry.notified() => break,
+                }
+            }
         }
         let mut next = Some(first);
         while let Some(msg) = next.take() {
