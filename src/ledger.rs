@@ -17,8 +17,6 @@ const MAX_BATCH: usize = 2048;
 /// Budgets are enforced from memory, so this only delays reports, by at most this much.
 /// `ledger_bench 30000 5000`: 70 µs of CPU per record at 10 ms, 46 at 50 ms, 39 at 200 ms.
 const LINGER: Duration = Duration::from_millis(50);
-/// How often a waiting writer checks whether the queue filled up.
-const LINGER_STEP: Duration = Duration::from_millis(2);
 /// Longest wait between retries of a failing write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -68,8 +66,14 @@ impl Ledger {
     pub fn record(&self, record: CostRecord) {
         self.depth.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Record(Box::new(record))) {
-            Ok(()) => {}
+            Ok(()) => {
+                let queued = self.tx.max_capacity() - self.tx.capacity();
+                if self.tx.capacity() == 0 || queued >= MAX_BATCH {
+                    self.hurry.notify_one();
+                }
+            }
             Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.hurry.notify_one();
                 self.warn_full();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -134,15 +138,13 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsiz
         // A transaction has a fixed cost (about 0.4-1.5 ms of CPU here: WAL frames for every
         // touched index page, checkpoints), so a batch that is not full waits LINGER for
         // company. It sleeps rather than waiting on the queue, so arriving records do not
-        // wake it one by one; it looks every LINGER_STEP whether the queue filled up (then
-        // senders are waiting for room). A flush cuts the wait short.
-        if !matches!(first, Msg::Flush(_)) {
-            let deadline = tokio::time::Instant::now() + LINGER;
-            while rx.len() < MAX_BATCH && rx.capacity() > 0 && tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    () = tokio::time::sleep(LINGER_STEP) => {}
-                    () = hurry.notified() => break,
-                }
+        // wake it one by one. It does not wait when the queue is full (senders are waiting
+        // for room), and a sender that fills the queue or a batch, or a flush, cuts the
+        // wait short (`hurry`).
+        if !matches!(first, Msg::Flush(_)) && rx.capacity() > 0 && rx.len() < MAX_BATCH {
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                () = hurry.notified() => {}
             }
         }
         let mut next = Some(first);
