@@ -90,7 +90,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let webhook_client = forward::build_client(&config).context("building the webhook client")?;
     let (alerts, moved, alerts_task) = Alerts::start(store.clone(), webhook_client, config.alert_delivery);
     alerts.resume_pending().await;
-    let budgets = Arc::new(Budgets::new(store.clone(), clock, config.admission, Some(moved)));
+    let budgets = Arc::new(Budgets::new(store.clone(), ledger.clone(), clock, config.admission, Some(moved)));
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key).context("loading listener TLS")?),
         None => None,

@@ -17,8 +17,13 @@ use dashmap::DashMap;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::ledger::Ledger;
 use crate::store::{Budget, Scope, Store, StoreError};
 use crate::window::Period;
+
+/// Longest a counter load waits for the ledger to write what it holds (a healthy write
+/// takes milliseconds; a database outage must not stall admission beyond this).
+const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub use admission::{Admission, Refusal};
 
@@ -88,6 +93,8 @@ pub struct SpendMoved {
 /// The in-memory budget state shared by the proxy and the admin API.
 pub struct Budgets {
     store: Store,
+    /// Read-your-writes for counters loaded from the database (see `settled_spend`).
+    ledger: Ledger,
     clock: Arc<dyn Clock>,
     mode: AdmissionMode,
     by_scope: DashMap<(Scope, Uuid), Arc<Vec<Arc<Budget>>>>,
@@ -102,12 +109,14 @@ impl Budgets {
     /// Budget state over `store`; `moved` receives every settled change of a budget's spend.
     pub fn new(
         store: Store,
+        ledger: Ledger,
         clock: Arc<dyn Clock>,
         mode: AdmissionMode,
         moved: Option<tokio::sync::mpsc::UnboundedSender<Vec<SpendMoved>>>,
     ) -> Budgets {
         Budgets {
             store,
+            ledger,
             clock,
             mode,
             by_scope: DashMap::new(),
@@ -149,12 +158,19 @@ impl Budgets {
         if let Some(c) = self.counters.get(&key).map(|e| Arc::clone(e.value())) {
             return Ok(c);
         }
-        let spent = self.store.window_spend(key.scope_id, key.period, key.window_start).await?;
+        let spent = self.settled_spend(key).await?;
         let entry = self
             .counters
             .entry(key)
             .or_insert_with(|| Arc::new(Mutex::new(Counter { spent, reserved: Decimal::ZERO })));
         Ok(Arc::clone(entry.value()))
+    }
+
+    /// A window's spend from the database, once the ledger has written the records it
+    /// already holds: requests that settled before this counter existed must count.
+    async fn settled_spend(&self, key: CounterKey) -> Result<Decimal, StoreError> {
+        self.ledger.catch_up(CATCH_UP_LIMIT).await;
+        self.store.window_spend(key.scope_id, key.period, key.window_start).await
     }
 
     /// Current window figures of one budget.
@@ -167,10 +183,7 @@ impl Budgets {
         };
         let counter = match self.counters.get(&key).map(|e| Arc::clone(e.value())) {
             Some(c) => lock(&c),
-            None => Counter {
-                spent: self.store.window_spend(key.scope_id, key.period, key.window_start).await?,
-                reserved: Decimal::ZERO,
-            },
+            None => Counter { spent: self.settled_spend(key).await?, reserved: Decimal::ZERO },
         };
         Ok(BudgetStatus {
             remaining_usd: (budget.limit_usd - counter.spent - counter.reserved).normalize(),

@@ -116,10 +116,7 @@ impl Ledger {
     /// still waiting for room in the queue.
     pub async fn flush(&self) {
         loop {
-            let (done, wait) = oneshot::channel();
-            let sent = self.tx.send(Msg::Flush(done)).await;
-            self.hurry.notify_one();
-            if sent.is_err() || wait.await.is_err() {
+            if !self.written_so_far().await {
                 return;
             }
             if self.depth() == 0 {
@@ -128,6 +125,23 @@ impl Ledger {
             // Records from the overflow path were queued behind the marker: go again.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Waits, at most `limit`, until the records in the queue when this is called are
+    /// written (not those still waiting for room), so a read of the database that follows
+    /// sees them. The limit keeps a database outage from stalling the caller; it then
+    /// reads what is there.
+    pub async fn catch_up(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.written_so_far()).await;
+    }
+
+    /// Puts a marker behind the queued records and waits for the writer to reach it;
+    /// false when the writer has stopped.
+    async fn written_so_far(&self) -> bool {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Msg::Flush(done)).await;
+        self.hurry.notify_one();
+        sent.is_ok() && wait.await.is_ok()
     }
 }
 

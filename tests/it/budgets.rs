@@ -349,3 +349,16 @@ async fn an_encoded_path_cannot_slip_past_a_hard_budget() {
     assert_eq!(got.status, 402);
     assert!(app.mock.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_budget_created_right_after_spending_counts_spend_not_yet_written() {
+    let app = spawn_app(mini_reply).await;
+    let s = app.seed().await;
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, &mini_body())).await;
+    assert_eq!(got.status, 200);
+    // At once, while the ledger may still hold the record: a budget that fits one request.
+    let b = budget(&app, "user", &s.user_id, "0.0003", "daily", true).await;
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, &mini_body())).await;
+    assert_eq!(got.status, 402, "the first request's spend was missed");
+    assert_eq!(dec(&status(&app, &b).await["spent_usd"]), Decimal::from_str(ACTUAL).unwrap());
+}
