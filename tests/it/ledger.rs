@@ -37,16 +37,30 @@ fn record(org: Uuid, project: Uuid, user: Uuid, cost: &str) -> CostRecord {
     }
 }
 
-#[tokio::test]
-async fn a_full_queue_loses_nothing_and_counters_match_the_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("sqlite://{}/l.db", dir.path().display()), 4).await.unwrap();
+/// A fresh database with one organization, project and user.
+struct Owner {
+    _dir: tempfile::TempDir,
+    store: tollgate::store::Store,
+    org: tollgate::store::Organization,
+    project: tollgate::store::Project,
+    user: tollgate::store::User,
+}
+
+async fn owner() -> Owner {
+    let _dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}/l.db", _dir.path().display()), 4).await.unwrap();
     let org = store.create_organization("o").await.unwrap();
     let project = store.create_project(org.id, "p").await.unwrap();
     let user = store
         .create_user(&NewUser { organization_id: org.id, external_id: "u".into(), email: None })
         .await
         .unwrap();
+    Owner { _dir, store, org, project, user }
+}
+
+#[tokio::test]
+async fn a_full_queue_loses_nothing_and_counters_match_the_records() {
+    let Owner { _dir, store, org, project, user } = owner().await;
     // A queue of one: almost every record takes the overflow path.
     let (ledger, _task) = Ledger::start(store.clone(), 1);
     let n = 700;
@@ -87,14 +101,7 @@ async fn a_full_queue_loses_nothing_and_counters_match_the_records() {
 
 #[tokio::test]
 async fn deleting_an_owner_with_history_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("sqlite://{}/l.db", dir.path().display()), 2).await.unwrap();
-    let org = store.create_organization("o").await.unwrap();
-    let project = store.create_project(org.id, "p").await.unwrap();
-    let user = store
-        .create_user(&NewUser { organization_id: org.id, external_id: "u".into(), email: None })
-        .await
-        .unwrap();
+    let Owner { _dir, store, org, project, user } = owner().await;
     store.insert_cost_records(&[record(org.id, project.id, user.id, "0.5")]).await.unwrap();
     for result in [
         store.delete_user(user.id).await,
@@ -109,14 +116,7 @@ async fn deleting_an_owner_with_history_is_refused() {
 
 #[tokio::test]
 async fn a_replayed_batch_counts_only_its_new_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("sqlite://{}/l.db", dir.path().display()), 2).await.unwrap();
-    let org = store.create_organization("o").await.unwrap();
-    let project = store.create_project(org.id, "p").await.unwrap();
-    let user = store
-        .create_user(&NewUser { organization_id: org.id, external_id: "u".into(), email: None })
-        .await
-        .unwrap();
+    let Owner { _dir, store, org, project, user } = owner().await;
     let old: Vec<CostRecord> = (0..70).map(|_| record(org.id, project.id, user.id, "0.25")).collect();
     assert_eq!(store.insert_cost_records(&old).await.unwrap(), 70);
     // A batch replayed after an ambiguous failure: the old records again (more than one
@@ -142,10 +142,7 @@ async fn a_replayed_batch_counts_only_its_new_records() {
 
 #[tokio::test]
 async fn one_batch_over_many_windows_moves_each_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(&format!("sqlite://{}/l.db", dir.path().display()), 2).await.unwrap();
-    let org = store.create_organization("o").await.unwrap();
-    let project = store.create_project(org.id, "p").await.unwrap();
+    let Owner { _dir, store, org, project, .. } = owner().await;
     // 70 users x 4 periods: more windows than one statement reads or writes.
     let mut users = Vec::new();
     for i in 0..70 {

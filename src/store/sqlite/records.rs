@@ -101,6 +101,76 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
     }
 }
 
+/// Adds new records to their spend windows (every scope, every period), inside the
+/// transaction that inserted them: one read of the current totals and one upsert,
+/// whatever the number of windows (money is added here, in Decimal, not in SQL).
+async fn add_to_windows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    rows: &[&CostRecord],
+) -> Result<(), StoreError> {
+    // Keyed by the window's start time; formatted once per window, not per record.
+    let mut deltas: BTreeMap<WindowKey, WindowDelta> = BTreeMap::new();
+    for r in rows {
+        for (scope, id) in scopes(r) {
+            for period in Period::ALL {
+                let key = (id, period, period.start(r.created_at));
+                let entry = deltas.entry(key).or_insert((scope, Decimal::ZERO, 0));
+                entry.1 += r.cost_usd;
+                entry.2 += 1;
+            }
+        }
+    }
+    let deltas: Vec<_> =
+        deltas.into_iter().map(|((id, period, start), delta)| ((id, period, ts(start)), delta)).collect();
+    for chunk in deltas.chunks(WINDOWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT scope_id, period, window_start, spent_usd FROM ai_spend_windows
+             WHERE (scope_id, period, window_start) IN (VALUES ",
+        );
+        let mut list = q.separated(", ");
+        for ((id, period, window_start), _) in chunk {
+            list.push("(")
+                .push_bind_unseparated(id.to_string())
+                .push_unseparated(", ")
+                .push_bind_unseparated(period.as_str())
+                .push_unseparated(", ")
+                .push_bind_unseparated(window_start.as_str())
+                .push_unseparated(")");
+        }
+        q.push(")");
+        let mut current: HashMap<(String, String, String), Decimal> = HashMap::new();
+        for row in q.build().fetch_all(&mut **tx).await? {
+            let key = (row.try_get("scope_id")?, row.try_get("period")?, row.try_get("window_start")?);
+            current.insert(key, decimal_col(&row, "spent_usd")?);
+        }
+        let now = ts(Utc::now());
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO ai_spend_windows (scope, organization_id, project_id, user_id, period,
+                window_start, spent_usd, requests, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, ((id, period, window_start), (scope, cost, requests))| {
+            let key = (id.to_string(), period.as_str().to_owned(), window_start.clone());
+            let total = current.get(&key).copied().unwrap_or(Decimal::ZERO) + *cost;
+            let scoped = |s: &str| (*scope == s).then(|| id.to_string());
+            b.push_bind(*scope)
+                .push_bind(scoped("organization"))
+                .push_bind(scoped("project"))
+                .push_bind(scoped("user"))
+                .push_bind(period.as_str())
+                .push_bind(window_start.clone())
+                .push_bind(total.normalize().to_string())
+                .push_bind(*requests)
+                .push_bind(now.clone());
+        });
+        q.push(
+            " ON CONFLICT (scope_id, period, window_start) DO UPDATE SET spent_usd = excluded.spent_usd,
+              requests = requests + excluded.requests, updated_at = excluded.updated_at",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Inserts a batch in one transaction; a request id already present is skipped (so a
     /// retried or replayed write cannot double-count) and only new rows move the spend
@@ -149,7 +219,7 @@ impl SqliteStore {
                 inserted += q.build().execute(&mut *tx).await?.rows_affected();
             }
             if inserted == rows.len() as u64 {
-                self.add_to_windows(&mut tx, &rows).await?;
+                add_to_windows(&mut tx, &rows).await?;
                 tx.commit().await?;
                 return Ok(inserted);
             }
@@ -171,77 +241,6 @@ impl SqliteStore {
             }
             rows.retain(|r| !present.contains(&r.request_id.to_string()));
         }
-    }
-
-    /// Adds new records to their spend windows (every scope, every period), inside the
-    /// transaction that inserted them: one read of the current totals and one upsert,
-    /// whatever the number of windows (money is added here, in Decimal, not in SQL).
-    async fn add_to_windows(
-        &self,
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        rows: &[&CostRecord],
-    ) -> Result<(), StoreError> {
-        // Keyed by the window's start time; formatted once per window, not per record.
-        let mut deltas: BTreeMap<WindowKey, WindowDelta> = BTreeMap::new();
-        for r in rows {
-            for (scope, id) in scopes(r) {
-                for period in Period::ALL {
-                    let key = (id, period, period.start(r.created_at));
-                    let entry = deltas.entry(key).or_insert((scope, Decimal::ZERO, 0));
-                    entry.1 += r.cost_usd;
-                    entry.2 += 1;
-                }
-            }
-        }
-        let deltas: Vec<_> =
-            deltas.into_iter().map(|((id, period, start), delta)| ((id, period, ts(start)), delta)).collect();
-        for chunk in deltas.chunks(WINDOWS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT scope_id, period, window_start, spent_usd FROM ai_spend_windows
-                 WHERE (scope_id, period, window_start) IN (VALUES ",
-            );
-            let mut list = q.separated(", ");
-            for ((id, period, window_start), _) in chunk {
-                list.push("(")
-                    .push_bind_unseparated(id.to_string())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(period.as_str())
-                    .push_unseparated(", ")
-                    .push_bind_unseparated(window_start.as_str())
-                    .push_unseparated(")");
-            }
-            q.push(")");
-            let mut current: HashMap<(String, String, String), Decimal> = HashMap::new();
-            for row in q.build().fetch_all(&mut **tx).await? {
-                let key = (row.try_get("scope_id")?, row.try_get("period")?, row.try_get("window_start")?);
-                current.insert(key, decimal_col(&row, "spent_usd")?);
-            }
-            let now = ts(Utc::now());
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO ai_spend_windows (scope, organization_id, project_id, user_id, period,
-                    window_start, spent_usd, requests, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, ((id, period, window_start), (scope, cost, requests))| {
-                let key = (id.to_string(), period.as_str().to_owned(), window_start.clone());
-                let total = current.get(&key).copied().unwrap_or(Decimal::ZERO) + *cost;
-                let scoped = |s: &str| (*scope == s).then(|| id.to_string());
-                b.push_bind(*scope)
-                    .push_bind(scoped("organization"))
-                    .push_bind(scoped("project"))
-                    .push_bind(scoped("user"))
-                    .push_bind(period.as_str())
-                    .push_bind(window_start.clone())
-                    .push_bind(total.normalize().to_string())
-                    .push_bind(*requests)
-                    .push_bind(now.clone());
-            });
-            q.push(
-                " ON CONFLICT (scope_id, period, window_start) DO UPDATE SET spent_usd = excluded.spent_usd,
-                  requests = requests + excluded.requests, updated_at = excluded.updated_at",
-            );
-            q.build().execute(&mut **tx).await?;
-        }
-        Ok(())
     }
 
     /// Spend of one scope in one window, from the counter table.
