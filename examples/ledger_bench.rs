@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let rate: Option<u64> = std::env::args().nth(2).map(|a| a.parse()).transpose()?;
     let dir = tempfile_dir()?;
     let url = format!("sqlite://{}/bench.db", dir.display());
-    let store = store::open(&url, 4).await?;
+    let store = store::open(&url, store::PoolSettings::with_max(4)).await?;
     let org = store.create_organization("bench").await?;
     let project = store.create_project(org.id, "p").await?;
     let mut users = Vec::new();
@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         users.push((user.id, key.id));
     }
-    let (ledger, _task) = Ledger::start(store.clone(), 65_536);
+    let (ledger, _task) = Ledger::start(store.clone(), 65_536, None);
     let started = Instant::now();
     for i in 0..n {
         let (user_id, key_id) = users[i % users.len()];

@@ -15,14 +15,13 @@ use crate::alerts::Alerts;
 use crate::budget::{Budgets, Clock, SystemClock};
 use crate::config::{Config, LogFormat};
 use crate::identity::Identities;
+use crate::invalidation::{self, Caches};
 use crate::ledger::Ledger;
 use crate::proxy::metering::Metering;
 use crate::proxy::{self, forward, ProxyState};
 use crate::server;
 use crate::store::{self, Store};
 
-/// How often a server checks whether another process (the CLI) changed identities.
-const ADMIN_POLL: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the ledger to write what is queued.
 const LEDGER_FLUSH_LIMIT: Duration = Duration::from_secs(60);
 
@@ -32,10 +31,13 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub store: Store,
     pub ledger: Ledger,
+    /// Budget state, leases included (tests look at it).
+    pub budgets: Arc<Budgets>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     ledger_task: JoinHandle<()>,
     _alerts_task: JoinHandle<()>,
+    _follow_ledger: JoinHandle<()>,
 }
 
 impl Running {
@@ -53,6 +55,9 @@ impl Running {
         if pending > 0 {
             tracing::warn!(pending, "cost records still settling after shutdown flush");
         }
+        // Every record is written, so nothing of this replica's leases is consumed and
+        // unwritten: the others may have all of it now rather than after the TTL.
+        self.budgets.release_leases().await;
         drop(self.ledger);
         drop(self.ledger_task);
     }
@@ -80,17 +85,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// [`start`] with the clock budget windows are computed from (tests move it).
 pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let config = Arc::new(config);
-    let store = store::open(&config.database_url, config.database_max_connections)
+    let store = store::open(&config.database_url, config.database_pool)
         .await
         .with_context(|| format!("opening database {}", store::redact_url(&config.database_url)))?;
     let identities = Arc::new(Identities::new(store.clone()));
     let client = forward::build_client(&config).context("building the upstream client")?;
-    let (ledger, ledger_task) = Ledger::start(store.clone(), config.record_queue);
+    let (written, written_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ledger, ledger_task) = Ledger::start(store.clone(), config.record_queue, Some(written));
     let metering = Arc::new(Metering::new(ledger.clone()));
     let webhook_client = forward::build_client(&config).context("building the webhook client")?;
     let (alerts, moved, alerts_task) = Alerts::start(store.clone(), webhook_client, config.alert_delivery);
     alerts.resume_pending().await;
-    let budgets = Arc::new(Budgets::new(store.clone(), ledger.clone(), clock, config.admission, Some(moved)));
+    let budgets = Arc::new(Budgets::new(
+        store.clone(),
+        ledger.clone(),
+        clock,
+        config.admission,
+        config.leases,
+        Some(moved),
+    ));
+    let follow_ledger = tokio::spawn({
+        let budgets = Arc::clone(&budgets);
+        async move { budgets.follow_ledger(written_rx).await }
+    });
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key).context("loading listener TLS")?),
         None => None,
@@ -139,8 +156,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         signal(watch_rx.clone()),
         grace,
     ));
-    let caches = Caches { identities, budgets, alerts };
-    let poll_task = tokio::spawn(poll_admin_changes(store.clone(), caches, signal(watch_rx)));
+    let keep_leases = tokio::spawn({
+        let budgets = Arc::clone(&budgets);
+        let stop = signal(watch_rx.clone());
+        async move { budgets.keep_leases(stop).await }
+    });
+    let caches = Caches { identities, budgets: Arc::clone(&budgets), alerts };
+    let follow_task =
+        tokio::spawn(invalidation::run(store.clone(), config.database_url.clone(), caches, signal(watch_rx)));
     tracing::info!(%proxy_addr, %admin_addr, database = %store::redact_url(&config.database_url), "tollgate started");
     Ok(Running {
         proxy_addr,
@@ -148,55 +171,12 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         store,
         ledger,
         shutdown,
-        tasks: vec![proxy_task, admin_task, poll_task],
+        tasks: vec![proxy_task, admin_task, follow_task, keep_leases],
+        budgets,
+        _follow_ledger: follow_ledger,
         _alerts_task: alerts_task,
         ledger_task,
     })
-}
-
-/// Every cache an admin write can make stale.
-pub struct Caches {
-    pub identities: Arc<Identities>,
-    pub budgets: Arc<Budgets>,
-    pub alerts: Arc<Alerts>,
-}
-
-impl Caches {
-    /// Drops everything cached from the admin tables.
-    pub fn invalidate(&self) {
-        self.identities.invalidate_all();
-        self.budgets.invalidate();
-        self.alerts.invalidate();
-    }
-}
-
-/// Invalidates caches when the admin write counter moves (writes from another process),
-/// and sweeps budget counters of long-gone windows.
-async fn poll_admin_changes(store: Store, caches: Caches, stop: impl std::future::Future<Output = ()>) {
-    tokio::pin!(stop);
-    let mut seen = store.admin_version().await.ok();
-    let mut tick = tokio::time::interval(ADMIN_POLL);
-    let mut ticks: u64 = 0;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = &mut stop => return,
-        }
-        ticks += 1;
-        if ticks % 60 == 0 {
-            caches.budgets.sweep();
-        }
-        match store.admin_version().await {
-            Ok(v) if Some(v) != seen => {
-                if seen.is_some() {
-                    caches.invalidate();
-                }
-                seen = Some(v);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "polling admin changes failed"),
-        }
-    }
 }
 
 /// Runs until SIGINT/SIGTERM, then shuts down gracefully.

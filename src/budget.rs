@@ -8,6 +8,7 @@
 //! different chains never contend and no budget ever sees half a reservation.
 
 pub mod admission;
+pub mod lease;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::ledger::Ledger;
-use crate::store::{Budget, Scope, Store, StoreError};
+use crate::store::{Budget, Scope, Store, StoreError, WindowMove};
 use crate::window::Period;
 
 /// Longest a counter load waits for the ledger to write what it holds (a healthy write
@@ -26,6 +27,7 @@ use crate::window::Period;
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub use admission::{Admission, Refusal};
+pub use lease::{Lease, LeaseSettings};
 
 /// Where "now" comes from; tests move it across window boundaries.
 pub trait Clock: Send + Sync {
@@ -56,6 +58,9 @@ pub enum AdmissionMode {
 pub struct Counter {
     pub spent: Decimal,
     pub reserved: Decimal,
+    /// With several replicas: this replica's slice of the window, which hard budgets
+    /// admit against instead of `spent` (SQLite: always `None`).
+    pub lease: Option<Lease>,
 }
 
 /// A counter's identity.
@@ -93,6 +98,10 @@ pub struct SpendMoved {
 /// The in-memory budget state shared by the proxy and the admin API.
 pub struct Budgets {
     store: Store,
+    /// Lease settings when several replicas share budgets (PostgreSQL); `None` on SQLite.
+    leases: Option<LeaseSettings>,
+    /// One grant at a time per window, so concurrent shortfalls share one round trip.
+    granting: DashMap<CounterKey, Arc<tokio::sync::Mutex<()>>>,
     /// Read-your-writes for counters loaded from the database (see `settled_spend`).
     ledger: Ledger,
     clock: Arc<dyn Clock>,
@@ -101,20 +110,24 @@ pub struct Budgets {
     counters: DashMap<CounterKey, Arc<Mutex<Counter>>>,
     /// Bumped by every invalidation so a slow load cannot put stale budgets back.
     generation: AtomicU64,
-    /// Where settled spend movements go (the alert evaluator), one message per request.
+    /// Where settled spend movements go (the alert evaluator), one message per write.
     moved: Option<tokio::sync::mpsc::UnboundedSender<Vec<SpendMoved>>>,
 }
 
 impl Budgets {
-    /// Budget state over `store`; `moved` receives every settled change of a budget's spend.
+    /// Budget state over `store`; `moved` receives every written change of a budget's
+    /// spend. On PostgreSQL hard budgets admit against leases taken with `leases`.
     pub fn new(
         store: Store,
         ledger: Ledger,
         clock: Arc<dyn Clock>,
         mode: AdmissionMode,
+        leases: LeaseSettings,
         moved: Option<tokio::sync::mpsc::UnboundedSender<Vec<SpendMoved>>>,
     ) -> Budgets {
         Budgets {
+            leases: store.postgres().map(|_| leases),
+            granting: DashMap::new(),
             store,
             ledger,
             clock,
@@ -131,10 +144,12 @@ impl Budgets {
         self.clock.now()
     }
 
-    /// Forgets cached budget definitions (counters stay: spend does not change).
+    /// Forgets cached budget definitions (counters stay: spend does not change) and makes
+    /// every lease be taken again before it admits (a limit may have changed).
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.by_scope.clear();
+        self.stale_leases();
     }
 
     /// The budgets of one scope entity, from the cache or the database.
@@ -162,7 +177,7 @@ impl Budgets {
         let entry = self
             .counters
             .entry(key)
-            .or_insert_with(|| Arc::new(Mutex::new(Counter { spent, reserved: Decimal::ZERO })));
+            .or_insert_with(|| Arc::new(Mutex::new(Counter { spent, ..Counter::default() })));
         Ok(Arc::clone(entry.value()))
     }
 
@@ -181,9 +196,16 @@ impl Budgets {
             period: budget.period,
             window_start: budget.period.start(now),
         };
-        let counter = match self.counters.get(&key).map(|e| Arc::clone(e.value())) {
-            Some(c) => lock(&c),
-            None => Counter { spent: self.settled_spend(key).await?, reserved: Decimal::ZERO },
+        let counter = match (self.store.postgres(), self.counters.get(&key).map(|e| Arc::clone(e.value()))) {
+            // Several replicas: the database knows the settled spend and every replica's
+            // lease (which holds its in-flight reservations).
+            (Some(pg), _) => Counter {
+                spent: self.settled_spend(key).await?,
+                reserved: pg.window_leases(key.scope_id, key.period, key.window_start).await?,
+                lease: None,
+            },
+            (None, Some(c)) => lock(&c),
+            (None, None) => Counter { spent: self.settled_spend(key).await?, ..Counter::default() },
         };
         Ok(BudgetStatus {
             remaining_usd: (budget.limit_usd - counter.spent - counter.reserved).normalize(),
@@ -195,21 +217,64 @@ impl Budgets {
         })
     }
 
-    /// Drops counters of windows that ended more than a day ago and hold nothing.
+    /// Drops counters of windows that ended more than a day ago and hold nothing (no
+    /// reservation, no lease: an idle lease is returned first).
     pub fn sweep(&self) {
         let now = self.now();
         self.counters.retain(|key, counter| {
             let ended =
                 key.period.end(key.window_start).is_some_and(|end| end + chrono::Duration::days(1) < now);
-            !(ended && lock(counter).reserved.is_zero())
+            let c = lock(counter);
+            !(ended && c.reserved.is_zero() && c.lease.is_none())
         });
+    }
+
+    /// Follows the ledger: each written batch's window movements update this replica's
+    /// leases and become alert checks for every budget on those windows.
+    pub async fn follow_ledger(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<WindowMove>>) {
+        while let Some(windows) = rx.recv().await {
+            let mut moves = Vec::new();
+            for w in windows {
+                let key = CounterKey { scope_id: w.scope_id, period: w.period, window_start: w.window_start };
+                if self.leases.is_some() {
+                    self.lease_consumed(&key, w.delta());
+                }
+                if self.moved.is_none() {
+                    continue;
+                }
+                let budgets = match self.of(w.scope, w.scope_id).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot load budgets to check alerts");
+                        continue;
+                    }
+                };
+                for budget in budgets.iter().filter(|b| b.period == w.period) {
+                    moves.push(SpendMoved {
+                        budget: Arc::clone(budget),
+                        window_start: w.window_start,
+                        before: w.before,
+                        after: w.after,
+                    });
+                }
+            }
+            if let (Some(tx), false) = (&self.moved, moves.is_empty()) {
+                let _ = tx.send(moves);
+            }
+        }
     }
 }
 
-/// Locks a counter; a poisoned lock still holds valid numbers (updates are single assignments).
+/// Locks a counter and copies it; a poisoned lock still holds valid numbers (updates are
+/// single assignments).
 fn lock(counter: &Mutex<Counter>) -> Counter {
-    match counter.lock() {
-        Ok(g) => *g,
-        Err(poisoned) => *poisoned.into_inner(),
+    *guard(counter)
+}
+
+/// Locks a counter for a change.
+fn guard(m: &Mutex<Counter>) -> std::sync::MutexGuard<'_, Counter> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }

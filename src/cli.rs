@@ -243,7 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn open(config: &Config) -> anyhow::Result<Store> {
-    store::open(&config.database_url, 2)
+    store::open(&config.database_url, store::PoolSettings { max_connections: 2, ..config.database_pool })
         .await
         .with_context(|| format!("opening database {}", store::redact_url(&config.database_url)))
 }

@@ -136,7 +136,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub database_url: String,
-    pub database_max_connections: u32,
+    /// Pool size and connection wait of the database.
+    pub database_pool: crate::store::PoolSettings,
     pub auth_mode: AuthMode,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -159,6 +160,8 @@ pub struct Config {
     pub admission: crate::budget::AdmissionMode,
     /// Output cap assumed for the estimate when a request names none.
     pub default_max_output_tokens: u64,
+    /// Budget leases of replicas sharing a PostgreSQL database.
+    pub leases: crate::budget::LeaseSettings,
     /// Alert webhook delivery.
     pub alert_delivery: crate::alerts::DeliverySettings,
 }
@@ -305,6 +308,18 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         "spent" => crate::budget::AdmissionMode::Spent,
         other => return Err(invalid("budgets.admission", format!("'{other}' is not reserve or spent"))),
     };
+    let b = &raw.budgets;
+    if b.lease_ttl_ms < 300 || b.lease_idle_ms == 0 || b.lease_max_requests == 0 {
+        return Err(invalid(
+            "budgets",
+            "lease_ttl_ms must be >= 300, lease_idle_ms and lease_max_requests > 0",
+        ));
+    }
+    let leases = crate::budget::LeaseSettings {
+        ttl: Duration::from_millis(b.lease_ttl_ms),
+        idle: Duration::from_millis(b.lease_idle_ms),
+        max_requests: b.lease_max_requests,
+    };
     if raw.alerts.max_attempts == 0 {
         return Err(invalid("alerts.max_attempts", "must be at least 1"));
     }
@@ -337,7 +352,10 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         admin_listen,
         admin_token,
         database_url: expand_env(&raw.database.url, "database.url", env)?,
-        database_max_connections: raw.database.max_connections.max(1),
+        database_pool: crate::store::PoolSettings {
+            max_connections: raw.database.max_connections.max(1),
+            acquire_timeout: Duration::from_millis(raw.database.acquire_timeout_ms.max(1)),
+        },
         auth_mode,
         log_format,
         log_filter: raw.log.filter,
@@ -350,6 +368,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         max_event_bytes: m.max_event_bytes,
         record_queue: m.record_queue,
         admission,
+        leases,
         default_max_output_tokens: raw.budgets.default_max_output_tokens,
         alert_delivery: crate::alerts::DeliverySettings {
             retry_base: ms(raw.alerts.retry_base_ms),

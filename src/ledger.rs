@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
-use crate::store::{CostRecord, Store, StoreError};
+use crate::store::{CostRecord, Store, WindowMove};
 
 /// Records written per transaction at most.
 const MAX_BATCH: usize = 2048;
@@ -19,6 +19,9 @@ const MAX_BATCH: usize = 2048;
 const LINGER: Duration = Duration::from_millis(50);
 /// Longest wait between retries of a failing write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where the ledger reports the spend windows each write moved (one message per write).
+pub type Moved = mpsc::UnboundedSender<Vec<WindowMove>>;
 
 enum Msg {
     Record(Box<CostRecord>),
@@ -45,12 +48,13 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Starts the writer task over `store` with a queue of `capacity` records.
-    pub fn start(store: Store, capacity: usize) -> (Ledger, JoinHandle<()>) {
+    /// Starts the writer task over `store` with a queue of `capacity` records; after each
+    /// write, the spend windows it moved go to `moved` (budgets and alerts follow them).
+    pub fn start(store: Store, capacity: usize, moved: Option<Moved>) -> (Ledger, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let hurry = Arc::new(Notify::new());
-        let task = tokio::spawn(writer(store, rx, Arc::clone(&depth), Arc::clone(&hurry)));
+        let task = tokio::spawn(writer(store, rx, Arc::clone(&depth), Arc::clone(&hurry), moved));
         let ledger = Ledger {
             hurry,
             tx,
@@ -145,7 +149,13 @@ impl Ledger {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsize>, hurry: Arc<Notify>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Msg>,
+    depth: Arc<AtomicUsize>,
+    hurry: Arc<Notify>,
+    moved: Option<Moved>,
+) {
     let mut batch: Vec<CostRecord> = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -172,9 +182,12 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsiz
             }
         }
         if !batch.is_empty() {
-            write_with_retry(&store, &batch).await;
+            let windows = write_with_retry(&store, &batch).await;
             depth.fetch_sub(batch.len(), Ordering::Relaxed);
             batch.clear();
+            if let Some(moved) = moved.as_ref().filter(|_| !windows.is_empty()) {
+                let _ = moved.send(windows);
+            }
         }
         for done in flushes.drain(..) {
             let _ = done.send(());
@@ -182,55 +195,36 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Msg>, depth: Arc<AtomicUsiz
     }
 }
 
-/// Whether a failed write may succeed if retried (database busy, locked, unreachable).
-fn transient(e: &StoreError) -> bool {
-    match e {
-        StoreError::Database(sqlx::Error::Database(db)) => {
-            let code = db.code();
-            // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL and their extended codes.
-            code.as_deref()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13))
-        }
-        StoreError::Database(
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed,
-        ) => true,
-        _ => false,
-    }
-}
-
 /// Writes a batch, retrying transient failures; a record the database refuses for good
 /// (a constraint it breaks, data it cannot take) is isolated and logged so it cannot
-/// block the others.
-async fn write_with_retry(store: &Store, batch: &[CostRecord]) {
+/// block the others. Returns the spend windows the written records moved.
+async fn write_with_retry(store: &Store, batch: &[CostRecord]) -> Vec<WindowMove> {
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.insert_cost_records(batch).await {
-            Ok(_) => return,
-            Err(e) if transient(&e) => {
+            Ok(written) => return written.windows,
+            Err(e) if e.is_transient() => {
                 tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(_) => {
+                let mut windows = Vec::new();
                 for record in batch {
-                    write_one(store, record).await;
+                    windows.extend(write_one(store, record).await);
                 }
-                return;
+                return windows;
             }
         }
     }
 }
 
-async fn write_one(store: &Store, record: &CostRecord) {
+async fn write_one(store: &Store, record: &CostRecord) -> Vec<WindowMove> {
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.insert_cost_records(std::slice::from_ref(record)).await {
-            Ok(_) => return,
-            Err(e) if transient(&e) => {
+            Ok(written) => return written.windows,
+            Err(e) if e.is_transient() => {
                 tracing::error!(error = %e, "writing a cost record failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -241,7 +235,7 @@ async fn write_one(store: &Store, record: &CostRecord) {
                     user_id = %record.user_id, project_id = %record.project_id,
                     "cost record refused by the database (owner deleted mid-request?); not written"
                 );
-                return;
+                return Vec::new();
             }
         }
     }

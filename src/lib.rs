@@ -9,7 +9,9 @@
 //!   [`proxy::forward`] sends the request over one pooled rustls client and streams the
 //!   answer back untouched ([`proxy::body`]).
 //! - [`error`] renders tollgate's own refusals in the provider's error shape.
-//! - [`store`] is the storage seam (SQLite today, migrations under migrations/).
+//! - [`store`] is the storage seam: SQLite (embedded default) or PostgreSQL (several
+//!   replicas), one migration set each under migrations/; [`invalidation`] carries admin
+//!   writes made elsewhere (NOTIFY/LISTEN, or polling on SQLite) into the caches.
 //! - [`admin`] is the admin API; [`cli`] the same operations from the command line.
 //! - [`config`] turns the TOML file into a validated [`config::Config`]; [`app`] wires
 //!   everything together and runs until a signal.
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod invalidation;
 pub mod ledger;
 pub mod pricing;
 pub mod proxy;

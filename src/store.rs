@@ -1,14 +1,21 @@
 //! The storage seam: typed records and the operations the proxy, the admin API and the
-//! CLI need. One backend today (SQLite, `store/sqlite.rs`); PostgreSQL slots in behind
-//! the same methods.
+//! CLI need, served by SQLite (`store/sqlite.rs`, the embedded default) or PostgreSQL
+//! (`store/postgres.rs`, shared by replicas) behind one [`Store`].
 
+mod model;
+mod postgres;
 mod sqlite;
+mod windows;
+
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
+pub use model::*;
+pub use postgres::{LeaseGrant, LeaseWindow, PgStore, ADMIN_CHANNEL};
 pub use sqlite::SqliteStore;
+pub use windows::{WindowMove, Written};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +26,7 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("unsupported database url '{0}' (expected sqlite://PATH)")]
+    #[error("unsupported database url '{0}' (expected sqlite://PATH or postgres://USER@HOST/DB)")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -27,18 +34,236 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// The store the application talks to.
-pub type Store = SqliteStore;
-
-/// Opens the database named by `url` and brings its schema up to date.
-pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(url, max_connections).await?;
-        store.migrate().await?;
-        Ok(store)
-    } else {
-        Err(StoreError::UnsupportedUrl(redact_url(url)))
+impl StoreError {
+    /// Whether the same operation may succeed if retried: the database was busy, locked,
+    /// unreachable, failing over or out of resources, as each backend reports it. Anything
+    /// else (a constraint, bad data) fails again the same way.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                    postgres_transient(pg.code())
+                } else {
+                    db.code().as_deref().and_then(|c| c.parse::<i32>().ok()).is_some_and(sqlite_transient)
+                }
+            }
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            _ => false,
+        }
     }
+}
+
+/// SQLite result codes (primary code in the low byte) worth retrying: BUSY, LOCKED,
+/// READONLY (a remount), IOERR, FULL (the disk), CANTOPEN.
+fn sqlite_transient(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
+/// PostgreSQL SQLSTATEs worth retrying: connection exceptions (08), serialization
+/// failures and deadlocks (40001, 40P01), insufficient resources (53), operator
+/// intervention such as a restart or failover (57P01-57P03), lock not available
+/// (55P03), system errors (58) and a read-only transaction during failover (25006).
+fn postgres_transient(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || sqlstate.starts_with("53")
+        || sqlstate.starts_with("58")
+        || matches!(sqlstate, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03" | "25006")
+}
+
+/// Connection pool settings of either backend.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections the pool may open.
+    pub max_connections: u32,
+    /// How long an operation waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl PoolSettings {
+    /// `max_connections` with the default acquire timeout (5 s).
+    pub fn with_max(max_connections: u32) -> PoolSettings {
+        PoolSettings { max_connections, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The embedded default: one process.
+    Sqlite,
+    /// Shared by several replicas.
+    Postgres,
+}
+
+/// The store the application talks to: SQLite or PostgreSQL behind one set of methods.
+/// Callers cannot see which; the few places that must differ ask [`Store::kind`].
+#[derive(Debug, Clone)]
+pub struct Store(Backend);
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Opens the database named by `url` (`sqlite:` or `postgres:`/`postgresql:`) and brings
+/// its schema up to date.
+pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
+    let store = if url.starts_with("sqlite:") {
+        Store(Backend::Sqlite(SqliteStore::connect(url, pool.max_connections).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Store(Backend::Postgres(PgStore::connect(url, pool.max_connections, pool.acquire_timeout).await?))
+    } else {
+        return Err(StoreError::UnsupportedUrl(redact_url(url)));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl Store {
+    /// Which database this is.
+    pub fn kind(&self) -> BackendKind {
+        match &self.0 {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// The PostgreSQL backend, for what only it does (LISTEN, leases).
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match &self.0 {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite backend, for tools that measure it.
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match &self.0 {
+            Backend::Sqlite(s) => Some(s),
+            Backend::Postgres(_) => None,
+        }
+    }
+}
+
+/// Forwards each listed operation to whichever backend the store holds.
+macro_rules! delegate {
+    ($( $(#[$meta:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$meta])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
+                    match &self.0 {
+                        Backend::Sqlite(s) => s.$name($($arg),*).await,
+                        Backend::Postgres(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// Applies pending migrations of this backend's set.
+    fn migrate(&self) -> ();
+    /// The admin write counter; a change means cached identities may be stale.
+    fn admin_version(&self) -> i64;
+    /// Cheap liveness check for `/readyz`.
+    fn ping(&self) -> ();
+
+    /// Creates an organization (names are unique).
+    fn create_organization(&self, name: &str) -> Organization;
+    /// One organization.
+    fn get_organization(&self, id: Uuid) -> Organization;
+    /// A page of organizations by id.
+    fn list_organizations(&self, req: &PageRequest) -> Page<Organization>;
+    /// Renames or (un)archives an organization.
+    fn update_organization(&self, id: Uuid, patch: &Patch) -> Organization;
+    /// Deletes an organization with its configuration; a conflict when it has history.
+    fn delete_organization(&self, id: Uuid) -> ();
+
+    /// Creates a project in an existing organization.
+    fn create_project(&self, organization_id: Uuid, name: &str) -> Project;
+    /// One project.
+    fn get_project(&self, id: Uuid) -> Project;
+    /// A page of projects, optionally of one organization.
+    fn list_projects(&self, organization_id: Option<Uuid>, req: &PageRequest) -> Page<Project>;
+    /// Renames or (un)archives a project.
+    fn update_project(&self, id: Uuid, patch: &Patch) -> Project;
+    /// Deletes a project with its configuration; a conflict when it has history.
+    fn delete_project(&self, id: Uuid) -> ();
+
+    /// Creates a user in an existing organization.
+    fn create_user(&self, new: &NewUser) -> User;
+    /// One user.
+    fn get_user(&self, id: Uuid) -> User;
+    /// A page of users, optionally of one organization.
+    fn list_users(&self, organization_id: Option<Uuid>, req: &PageRequest) -> Page<User>;
+    /// Changes a user's email or archive flag.
+    fn update_user(&self, id: Uuid, patch: &Patch) -> User;
+    /// Deletes a user with its configuration; a conflict when it has history.
+    fn delete_user(&self, id: Uuid) -> ();
+
+    /// Stores a key; its user and project must share an organization.
+    fn create_key(&self, new: &NewKey) -> ApiKey;
+    /// One key (never its plaintext).
+    fn get_key(&self, id: Uuid) -> ApiKey;
+    /// A page of keys, optionally of one user.
+    fn list_keys(&self, user_id: Option<Uuid>, req: &PageRequest) -> Page<ApiKey>;
+    /// Marks a key revoked (the first revocation time is kept).
+    fn revoke_key(&self, id: Uuid) -> ApiKey;
+    /// Resolves a presented key's hash to its caller.
+    fn identity_by_key_hash(&self, hash: &[u8; 32]) -> Option<Identity>;
+    /// Resolves sidecar attribution headers to a caller.
+    fn identity_by_headers(&self, user: &str, project_id: Uuid) -> Option<Identity>;
+
+    /// Creates a budget in its level's table.
+    fn create_budget(&self, scope: Scope, scope_id: Uuid, limit_usd: rust_decimal::Decimal, period: crate::window::Period, hard: bool) -> Budget;
+    /// One budget, whatever its level.
+    fn get_budget(&self, id: Uuid) -> Budget;
+    /// A page of budgets, optionally of one scope entity.
+    fn list_budgets(&self, scope_id: Option<Uuid>, req: &PageRequest) -> Page<Budget>;
+    /// Every budget of one scope entity.
+    fn budgets_of(&self, scope: Scope, scope_id: Uuid) -> Vec<Budget>;
+    /// Changes a budget's limit, period or hardness.
+    fn update_budget(&self, id: Uuid, patch: &BudgetPatch) -> Budget;
+    /// Deletes a budget with its alert configs; returns what was deleted.
+    fn delete_budget(&self, id: Uuid) -> Budget;
+    /// Adds a threshold to a budget.
+    fn create_alert_config(&self, budget_id: Uuid, threshold_percent: u32, webhook_url: Option<&str>, enabled: bool) -> AlertConfig;
+    /// One alert config.
+    fn get_alert_config(&self, id: Uuid) -> AlertConfig;
+    /// Alert configs, of one budget or all.
+    fn list_alert_configs(&self, budget_id: Option<Uuid>) -> Vec<AlertConfig>;
+    /// Deletes an alert config.
+    fn delete_alert_config(&self, id: Uuid) -> ();
+    /// Records a fired alert; `None` when it already fired in this window.
+    fn insert_alert(&self, config: &AlertConfig, window_start: DateTime<Utc>, limit_usd: rust_decimal::Decimal, spent_usd: rust_decimal::Decimal) -> Option<Alert>;
+    /// One fired alert.
+    fn get_alert(&self, id: Uuid) -> Alert;
+    /// Fired alerts, of one budget or all.
+    fn list_alerts(&self, budget_id: Option<Uuid>) -> Vec<Alert>;
+    /// Alerts whose webhook is not delivered yet.
+    fn pending_alerts(&self) -> Vec<Alert>;
+    /// Stores the outcome of a delivery attempt.
+    fn record_delivery(&self, id: Uuid, status: &str, attempts: u32, error: Option<&str>) -> ();
+
+    /// Inserts a batch of cost records (idempotent by request id) and moves their spend
+    /// windows in the same transaction; returns how many were new.
+    fn insert_cost_records(&self, batch: &[CostRecord]) -> Written;
+    /// Settled spend of one scope in one window.
+    fn window_spend(&self, scope_id: Uuid, period: crate::window::Period, window_start: DateTime<Utc>) -> rust_decimal::Decimal;
+    /// Cost records matching a filter, paged by id.
+    fn list_cost_records(&self, filter: &RecordFilter, page: &PageRequest) -> Page<CostRecord>;
+    /// Spend grouped as asked, with exact sums.
+    fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Vec<SpendRow>;
 }
 
 /// Drops any password from a database URL before it is shown.
@@ -59,318 +284,4 @@ pub fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| StoreError::Invalid(format!("bad timestamp in database: {s}")))
-}
-
-/// One page of a list, with the cursor for the next page.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub data: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-/// Paging parameters: items after `cursor` (an id), at most `limit`.
-#[derive(Debug, Clone, Default)]
-pub struct PageRequest {
-    pub cursor: Option<Uuid>,
-    pub limit: u32,
-}
-
-impl PageRequest {
-    /// Clamps the limit to 1..=1000, 100 when unset.
-    pub fn limit(&self) -> u32 {
-        if self.limit == 0 {
-            100
-        } else {
-            self.limit.min(1000)
-        }
-    }
-}
-
-/// Top of the hierarchy.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Organization {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub archived_at: Option<DateTime<Utc>>,
-}
-
-/// A project of one organization; keys bind users to projects.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Project {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub archived_at: Option<DateTime<Utc>>,
-}
-
-/// A person or service spending, in one organization.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct User {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub external_id: String,
-    pub email: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub archived_at: Option<DateTime<Utc>>,
-}
-
-/// A tollgate key as stored: never the plaintext.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ApiKey {
-    pub id: Uuid,
-    pub organization_id: Uuid,
-    pub project_id: Uuid,
-    pub user_id: Uuid,
-    pub name: Option<String>,
-    pub prefix: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// What the proxy needs to know about a caller, loaded in one query.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
-    pub organization_id: Uuid,
-    pub project_id: Uuid,
-    pub user_id: Uuid,
-    pub api_key_id: Option<Uuid>,
-    /// SHA-256 of the key, compared in constant time against the presented key's hash.
-    pub key_hash: Option<[u8; 32]>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked: bool,
-    /// The user, project or organization is archived.
-    pub archived: bool,
-}
-
-/// Fields for a new user.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub organization_id: Uuid,
-    pub external_id: String,
-    pub email: Option<String>,
-}
-
-/// Fields for a new key; the plaintext is generated by the identity module.
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    pub user_id: Uuid,
-    pub project_id: Uuid,
-    pub name: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub key_hash: [u8; 32],
-    pub prefix: String,
-}
-
-/// A change to a named entity: new name and/or archive flag.
-#[derive(Debug, Clone, Default)]
-pub struct Patch {
-    pub name: Option<String>,
-    pub email: Option<Option<String>>,
-    pub archived: Option<bool>,
-}
-
-/// How much to trust a cost record's token counts (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UsageSource {
-    /// The provider's final usage.
-    Reported,
-    /// The provider reported usage but the stream ended first: lower bounds.
-    Partial,
-    /// Nothing was reported: tollgate's own estimate.
-    Estimated,
-    /// Nothing to meter (an error response).
-    None,
-}
-
-impl UsageSource {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UsageSource::Reported => "reported",
-            UsageSource::Partial => "partial",
-            UsageSource::Estimated => "estimated",
-            UsageSource::None => "none",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<UsageSource> {
-        [UsageSource::Reported, UsageSource::Partial, UsageSource::Estimated, UsageSource::None]
-            .into_iter()
-            .find(|u| u.as_str() == s)
-    }
-}
-
-/// One row of `ai_cost_records`; field names are the column and API names.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct CostRecord {
-    pub id: Uuid,
-    pub request_id: Uuid,
-    /// When the request started: it is charged to this time's windows.
-    pub created_at: DateTime<Utc>,
-    pub organization_id: Uuid,
-    pub project_id: Uuid,
-    pub user_id: Uuid,
-    pub api_key_id: Option<Uuid>,
-    pub provider: String,
-    pub model: Option<String>,
-    pub endpoint: String,
-    pub input_tokens: Option<u64>,
-    pub cached_input_tokens: Option<u64>,
-    pub cache_write_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    pub reasoning_tokens: Option<u64>,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub cost_usd: rust_decimal::Decimal,
-    pub status_code: u16,
-    pub latency_ms: u64,
-    pub streamed: bool,
-    pub usage_source: UsageSource,
-    pub priced: bool,
-}
-
-/// Filters for reading cost records and spend.
-#[derive(Debug, Clone, Default)]
-pub struct RecordFilter {
-    pub organization_id: Option<Uuid>,
-    pub project_id: Option<Uuid>,
-    pub user_id: Option<Uuid>,
-    pub api_key_id: Option<Uuid>,
-    pub model: Option<String>,
-    pub provider: Option<String>,
-    pub request_id: Option<Uuid>,
-    /// Inclusive lower bound on `created_at`.
-    pub from: Option<DateTime<Utc>>,
-    /// Exclusive upper bound on `created_at`.
-    pub to: Option<DateTime<Utc>>,
-}
-
-/// How `GET /v1/spend` groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupBy {
-    Organization,
-    Project,
-    User,
-    Key,
-    Model,
-    Provider,
-    Day,
-}
-
-impl GroupBy {
-    /// Parses the `group_by` parameter.
-    pub fn parse(s: &str) -> Option<GroupBy> {
-        Some(match s {
-            "organization" => GroupBy::Organization,
-            "project" => GroupBy::Project,
-            "user" => GroupBy::User,
-            "key" => GroupBy::Key,
-            "model" => GroupBy::Model,
-            "provider" => GroupBy::Provider,
-            "day" => GroupBy::Day,
-            _ => return None,
-        })
-    }
-}
-
-/// One line of a spend report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SpendRow {
-    pub group: Option<String>,
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub cost_usd: rust_decimal::Decimal,
-}
-
-/// The level a budget belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Organization,
-    Project,
-    User,
-}
-
-impl Scope {
-    /// The API and storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Organization => "organization",
-            Scope::Project => "project",
-            Scope::User => "user",
-        }
-    }
-
-    /// Parses an API name.
-    pub fn parse(s: &str) -> Option<Scope> {
-        [Scope::Organization, Scope::Project, Scope::User].into_iter().find(|x| x.as_str() == s)
-    }
-
-    /// The budget table of this level.
-    pub fn budget_table(self) -> &'static str {
-        match self {
-            Scope::Organization => "ai_organization_budgets",
-            Scope::Project => "ai_project_budgets",
-            Scope::User => "ai_user_budgets",
-        }
-    }
-}
-
-/// A spending limit on one organization, project or user.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Budget {
-    pub id: Uuid,
-    pub scope: Scope,
-    pub scope_id: Uuid,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub limit_usd: rust_decimal::Decimal,
-    pub period: crate::window::Period,
-    pub hard: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A change to a budget.
-#[derive(Debug, Clone, Default)]
-pub struct BudgetPatch {
-    pub limit_usd: Option<rust_decimal::Decimal>,
-    pub period: Option<crate::window::Period>,
-    pub hard: Option<bool>,
-}
-
-/// A threshold on a budget that raises an alert when crossed.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AlertConfig {
-    pub id: Uuid,
-    pub budget_id: Uuid,
-    pub threshold_percent: u32,
-    pub webhook_url: Option<String>,
-    pub enabled: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-/// One fired alert (once per config per window).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Alert {
-    pub id: Uuid,
-    pub alert_config_id: Uuid,
-    pub budget_id: Uuid,
-    pub window_start: DateTime<Utc>,
-    pub threshold_percent: u32,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub limit_usd: rust_decimal::Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub spent_usd: rust_decimal::Decimal,
-    pub created_at: DateTime<Utc>,
-    pub delivery_status: String,
-    pub attempts: u32,
-    pub last_error: Option<String>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub webhook_url: Option<String>,
 }

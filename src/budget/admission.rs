@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::{AdmissionMode, Budgets, Counter, CounterKey, SpendMoved};
+use super::{guard, AdmissionMode, Budgets, Counter, CounterKey};
 use crate::store::{Budget, Identity, Scope, StoreError};
 
 /// Why a request was refused: the first hard budget it would exceed.
@@ -55,7 +56,6 @@ pub enum AdmitError {
 /// A request let through: it holds its reservation until settled.
 pub struct Admission {
     budgets: Arc<Budgets>,
-    chain: Vec<(Arc<Budget>, CounterKey)>,
     counters: BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
     estimate: Decimal,
     settled: bool,
@@ -77,12 +77,18 @@ impl std::fmt::Debug for Admission {
     }
 }
 
-fn guard(m: &Mutex<Counter>) -> MutexGuard<'_, Counter> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+/// Why a chain could not be reserved right now.
+enum Shortfall {
+    /// A hard budget would be exceeded: refuse.
+    Refused(Box<Refusal>),
+    /// Leases too small for this request: (window, its scope, the smallest hard limit on
+    /// it) to take more of, then try again; and the first hard budget that did not fit.
+    Lease(Vec<(CounterKey, Scope, Decimal)>, Arc<Budget>, CounterKey),
 }
+
+/// Lease rounds before a request that still does not fit is refused: one grant sizes the
+/// slice for it, a second covers a grant lost to a concurrent request's reservation.
+const LEASE_ROUNDS: usize = 2;
 
 impl Budgets {
     /// Checks the caller's budget chain against `estimate` and reserves it everywhere.
@@ -112,40 +118,29 @@ impl Budgets {
             }
         }
         let estimate = estimate.max(Decimal::ZERO);
-        // Lock in key order (BTreeMap iteration): no deadlock, and no other admission
-        // sees this chain half-reserved. Nothing awaits while the guards are held.
-        let mut guards: BTreeMap<CounterKey, MutexGuard<'_, Counter>> =
-            counters.iter().map(|(k, c)| (*k, guard(c))).collect();
-        let mut remaining: Option<Decimal> = None;
-        for (budget, key) in &chain {
-            let Some(c) = guards.get(key) else { continue };
-            let left = budget.limit_usd - c.spent - c.reserved;
-            remaining = Some(remaining.map_or(left, |r| r.min(left)));
-            if !budget.hard {
-                continue;
+        let mut round = 0;
+        let remaining = loop {
+            match self.reserve(&chain, &counters, estimate) {
+                Ok(remaining) => break remaining,
+                Err(Shortfall::Refused(refusal)) => return Err(AdmitError::Refused(refusal)),
+                Err(Shortfall::Lease(short, budget, key)) => {
+                    if round == LEASE_ROUNDS {
+                        let refusal = match counters.get(&key) {
+                            Some(counter) => self.lease_refusal(&budget, counter, estimate),
+                            None => self.lease_refusal(&budget, &Mutex::default(), estimate),
+                        };
+                        return Err(AdmitError::Refused(Box::new(refusal)));
+                    }
+                    round += 1;
+                    for (key, scope, limit) in short {
+                        self.take_lease(key, scope, limit, estimate).await?;
+                    }
+                }
             }
-            let fits = match self.mode {
-                AdmissionMode::Reserve => c.spent + c.reserved + estimate <= budget.limit_usd,
-                AdmissionMode::Spent => c.spent + c.reserved < budget.limit_usd,
-            };
-            if !fits {
-                return Err(AdmitError::Refused(Box::new(Refusal {
-                    budget: Budget::clone(budget),
-                    spent: c.spent,
-                    reserved: c.reserved,
-                    estimate,
-                    window_end: budget.period.end(now),
-                })));
-            }
-        }
-        for g in guards.values_mut() {
-            g.reserved += estimate;
-        }
-        drop(guards);
+        };
         let scopes = [who.user_id, who.project_id, who.organization_id];
         Ok(Admission {
             budgets: Arc::clone(self),
-            chain,
             counters,
             estimate,
             settled: false,
@@ -153,6 +148,95 @@ impl Budgets {
             scopes,
             at: now,
         })
+    }
+
+    /// Checks every hard budget of the chain and, when all fit, reserves `estimate` on
+    /// every counter at once. Returns the smallest remaining amount along the chain.
+    fn reserve(
+        &self,
+        chain: &[(Arc<Budget>, CounterKey)],
+        counters: &BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
+        estimate: Decimal,
+    ) -> Result<Option<Decimal>, Shortfall> {
+        let now = Instant::now();
+        // Lock in key order (BTreeMap iteration): no deadlock, and no other admission
+        // sees this chain half-reserved. Nothing awaits while the guards are held.
+        let mut guards: BTreeMap<CounterKey, MutexGuard<'_, Counter>> =
+            counters.iter().map(|(k, c)| (*k, guard(c))).collect();
+        let mut remaining: Option<Decimal> = None;
+        let mut short: Vec<(CounterKey, Scope, Decimal)> = Vec::new();
+        let mut first_short: Option<(Arc<Budget>, CounterKey)> = None;
+        for (budget, key) in chain {
+            let Some(c) = guards.get(key) else { continue };
+            let left = match (&self.leases, c.lease) {
+                (Some(_), Some(l)) => {
+                    budget.limit_usd - l.spent_seen - l.consumed - l.others_seen - c.reserved
+                }
+                _ => budget.limit_usd - c.spent - c.reserved,
+            };
+            remaining = Some(remaining.map_or(left, |r| r.min(left)));
+            if !budget.hard {
+                continue;
+            }
+            if self.leases.is_some() {
+                // Several replicas: what this replica may admit is its lease.
+                let usable = c.lease.map_or(Decimal::ZERO, |l| l.usable(now));
+                let fits = match self.mode {
+                    AdmissionMode::Reserve => c.reserved + estimate <= usable,
+                    AdmissionMode::Spent => c.reserved < usable,
+                };
+                if !fits && !short.iter().any(|(k, _, _)| k == key) {
+                    short.push((*key, budget.scope, budget.limit_usd));
+                    first_short.get_or_insert_with(|| (Arc::clone(budget), *key));
+                }
+                continue;
+            }
+            let fits = match self.mode {
+                AdmissionMode::Reserve => c.spent + c.reserved + estimate <= budget.limit_usd,
+                AdmissionMode::Spent => c.spent + c.reserved < budget.limit_usd,
+            };
+            if !fits {
+                return Err(Shortfall::Refused(Box::new(Refusal {
+                    budget: Budget::clone(budget),
+                    spent: c.spent,
+                    reserved: c.reserved,
+                    estimate,
+                    window_end: budget.period.end(key.window_start),
+                })));
+            }
+        }
+        if let Some((budget, key)) = first_short {
+            // Every hard limit on a window bounds its lease: use the smallest.
+            for (b, k) in chain.iter().filter(|(b, _)| b.hard) {
+                if let Some(entry) = short.iter_mut().find(|(key, _, _)| key == k) {
+                    entry.2 = entry.2.min(b.limit_usd);
+                }
+            }
+            return Err(Shortfall::Lease(short, budget, key));
+        }
+        for g in guards.values_mut() {
+            g.reserved += estimate;
+            if let Some(lease) = g.lease.as_mut() {
+                lease.last_used = now;
+            }
+        }
+        Ok(remaining)
+    }
+
+    /// The refusal for a request its leases could not cover, with the figures the last
+    /// grant saw: settled spend (plus what settled here since), and what this replica's
+    /// requests and the other replicas hold.
+    fn lease_refusal(&self, budget: &Budget, counter: &Mutex<Counter>, estimate: Decimal) -> Refusal {
+        let c = super::lock(counter);
+        let (spent, others) =
+            c.lease.map_or((c.spent, Decimal::ZERO), |l| (l.spent_seen + l.consumed, l.others_seen));
+        Refusal {
+            budget: budget.clone(),
+            spent,
+            reserved: c.reserved + others,
+            estimate,
+            window_end: budget.period.end(budget.period.start(self.now())),
+        }
     }
 }
 
@@ -172,13 +256,14 @@ impl Admission {
             return;
         }
         self.settled = true;
-        let mut moved: BTreeMap<CounterKey, (Decimal, Decimal)> = BTreeMap::new();
-        for (key, counter) in &self.counters {
+        for counter in self.counters.values() {
             let mut c = guard(counter);
-            let before = c.spent;
             c.reserved = (c.reserved - self.estimate).max(Decimal::ZERO);
             c.spent += actual;
-            moved.insert(*key, (before, c.spent));
+            // Part of the lease until the ledger writes it and moves it to the window.
+            if let Some(lease) = c.lease.as_mut() {
+                lease.consumed += actual;
+            }
         }
         if actual.is_zero() {
             return;
@@ -192,26 +277,13 @@ impl Admission {
                     continue;
                 }
                 if let Some(counter) = self.budgets.counters.get(&key).map(|e| Arc::clone(e.value())) {
-                    guard(&counter).spent += actual;
+                    let mut c = guard(&counter);
+                    c.spent += actual;
+                    if let Some(lease) = c.lease.as_mut() {
+                        lease.consumed += actual;
+                    }
                 }
             }
-        }
-        let Some(tx) = &self.budgets.moved else { return };
-        let moves: Vec<SpendMoved> = self
-            .chain
-            .iter()
-            .filter_map(|(budget, key)| {
-                let (before, after) = moved.get(key)?;
-                Some(SpendMoved {
-                    budget: Arc::clone(budget),
-                    window_start: key.window_start,
-                    before: *before,
-                    after: *after,
-                })
-            })
-            .collect();
-        if !moves.is_empty() {
-            let _ = tx.send(moves);
         }
     }
 }

@@ -24,11 +24,20 @@ pub(super) struct RawConfig {
 pub(super) struct RawBudgets {
     pub(super) admission: String,
     pub(super) default_max_output_tokens: u64,
+    pub(super) lease_ttl_ms: u64,
+    pub(super) lease_idle_ms: u64,
+    pub(super) lease_max_requests: u32,
 }
 
 impl Default for RawBudgets {
     fn default() -> Self {
-        RawBudgets { admission: "reserve".into(), default_max_output_tokens: 4096 }
+        RawBudgets {
+            admission: "reserve".into(),
+            default_max_output_tokens: 4096,
+            lease_ttl_ms: 10_000,
+            lease_idle_ms: 2_000,
+            lease_max_requests: 256,
+        }
     }
 }
 
@@ -134,11 +143,12 @@ impl Default for RawAdmin {
 pub(super) struct RawDatabase {
     pub(super) url: String,
     pub(super) max_connections: u32,
+    pub(super) acquire_timeout_ms: u64,
 }
 
 impl Default for RawDatabase {
     fn default() -> Self {
-        RawDatabase { url: "sqlite://tollgate.db".into(), max_connections: 8 }
+        RawDatabase { url: "sqlite://tollgate.db".into(), max_connections: 8, acquire_timeout_ms: 5000 }
     }
 }
 

@@ -105,7 +105,7 @@ async fn sigterm_lets_the_stream_finish_flushes_the_ledger_and_exits_zero() {
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).await.unwrap();
     assert!(!log.contains(&key), "the tollgate key reached the log");
-    let store = tollgate::store::open(&db, 1).await.unwrap();
+    let store = tollgate::store::open(&db, tollgate::store::PoolSettings::with_max(1)).await.unwrap();
     let records = store.list_cost_records(&Default::default(), &Default::default()).await.unwrap().data;
     assert_eq!(records.len(), 1, "the in-flight request's record was flushed before exit");
     assert_eq!((records[0].input_tokens, records[0].output_tokens), (Some(9), Some(3)));

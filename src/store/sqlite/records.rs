@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteRow;
@@ -12,8 +12,10 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{opt_uuid_col, ts_col, uuid_col, SqliteStore};
+use crate::store::windows;
 use crate::store::{
-    ts, CostRecord, GroupBy, Page, PageRequest, RecordFilter, SpendRow, StoreError, UsageSource,
+    ts, CostRecord, GroupBy, Page, PageRequest, RecordFilter, Scope, SpendRow, StoreError, UsageSource,
+    WindowMove, Written,
 };
 use crate::window::Period;
 
@@ -24,17 +26,6 @@ const ROWS_PER_INSERT: usize = 64;
 /// Spend windows read and upserted per statement (3 binds per key read, 9 per row
 /// written).
 const WINDOWS_PER_STATEMENT: usize = 256;
-
-/// A spend window: scope id, period, window start.
-type WindowKey = (Uuid, Period, DateTime<Utc>);
-
-/// What a batch adds to one window: scope name, cost, requests.
-type WindowDelta = (&'static str, Decimal, i64);
-
-/// The three scopes a record counts against, as (scope name, id).
-fn scopes(r: &CostRecord) -> [(&'static str, Uuid); 3] {
-    [("organization", r.organization_id), ("project", r.project_id), ("user", r.user_id)]
-}
 
 fn to_i64(n: Option<u64>) -> Option<i64> {
     n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
@@ -107,28 +98,20 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
 async fn add_to_windows(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     rows: &[&CostRecord],
-) -> Result<(), StoreError> {
-    // Keyed by the window's start time; formatted once per window, not per record.
-    let mut deltas: BTreeMap<WindowKey, WindowDelta> = BTreeMap::new();
-    for r in rows {
-        for (scope, id) in scopes(r) {
-            for period in Period::ALL {
-                let key = (id, period, period.start(r.created_at));
-                let entry = deltas.entry(key).or_insert((scope, Decimal::ZERO, 0));
-                entry.1 += r.cost_usd;
-                entry.2 += 1;
-            }
-        }
-    }
-    let deltas: Vec<_> =
-        deltas.into_iter().map(|((id, period, start), delta)| ((id, period, ts(start)), delta)).collect();
+) -> Result<Vec<WindowMove>, StoreError> {
+    // Formatted once per window, not per record.
+    let deltas: Vec<_> = windows::deltas(rows)
+        .into_iter()
+        .map(|((id, period, start), delta)| (id, period, start, ts(start), delta))
+        .collect();
+    let mut moves = Vec::with_capacity(deltas.len());
     for chunk in deltas.chunks(WINDOWS_PER_STATEMENT) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "SELECT scope_id, period, window_start, spent_usd FROM ai_spend_windows
              WHERE (scope_id, period, window_start) IN (VALUES ",
         );
         let mut list = q.separated(", ");
-        for ((id, period, window_start), _) in chunk {
+        for (id, period, _, window_start, _) in chunk {
             list.push("(")
                 .push_bind_unseparated(id.to_string())
                 .push_unseparated(", ")
@@ -148,18 +131,27 @@ async fn add_to_windows(
             "INSERT INTO ai_spend_windows (scope, organization_id, project_id, user_id, period,
                 window_start, spent_usd, requests, updated_at) ",
         );
-        q.push_values(chunk, |mut b, ((id, period, window_start), (scope, cost, requests))| {
+        q.push_values(chunk, |mut b, (id, period, start, window_start, delta)| {
             let key = (id.to_string(), period.as_str().to_owned(), window_start.clone());
-            let total = current.get(&key).copied().unwrap_or(Decimal::ZERO) + *cost;
-            let scoped = |s: &str| (*scope == s).then(|| id.to_string());
-            b.push_bind(*scope)
-                .push_bind(scoped("organization"))
-                .push_bind(scoped("project"))
-                .push_bind(scoped("user"))
+            let before = current.get(&key).copied().unwrap_or(Decimal::ZERO);
+            let after = before + delta.cost;
+            moves.push(WindowMove {
+                scope: delta.scope,
+                scope_id: *id,
+                period: *period,
+                window_start: *start,
+                before,
+                after,
+            });
+            let scoped = |s: Scope| (delta.scope == s).then(|| id.to_string());
+            b.push_bind(delta.scope.as_str())
+                .push_bind(scoped(Scope::Organization))
+                .push_bind(scoped(Scope::Project))
+                .push_bind(scoped(Scope::User))
                 .push_bind(period.as_str())
                 .push_bind(window_start.clone())
-                .push_bind(total.normalize().to_string())
-                .push_bind(*requests)
+                .push_bind(after.normalize().to_string())
+                .push_bind(delta.requests)
                 .push_bind(now.clone());
         });
         q.push(
@@ -168,18 +160,18 @@ async fn add_to_windows(
         );
         q.build().execute(&mut **tx).await?;
     }
-    Ok(())
+    Ok(moves)
 }
 
 impl SqliteStore {
     /// Inserts a batch in one transaction; a request id already present is skipped (so a
     /// retried or replayed write cannot double-count) and only new rows move the spend
-    /// counters. Returns how many rows were new.
-    pub async fn insert_cost_records(&self, batch: &[CostRecord]) -> Result<u64, StoreError> {
+    /// counters. Returns how many rows were new and the windows they moved.
+    pub async fn insert_cost_records(&self, batch: &[CostRecord]) -> Result<Written, StoreError> {
         let mut rows: Vec<&CostRecord> = batch.iter().collect();
         loop {
             if rows.is_empty() {
-                return Ok(0);
+                return Ok(Written::default());
             }
             let mut tx = self.ledger.begin().await?;
             // Multi-row statements (each round trip to the driver's thread costs), and no
@@ -219,9 +211,9 @@ impl SqliteStore {
                 inserted += q.build().execute(&mut *tx).await?.rows_affected();
             }
             if inserted == rows.len() as u64 {
-                add_to_windows(&mut tx, &rows).await?;
+                let windows = add_to_windows(&mut tx, &rows).await?;
                 tx.commit().await?;
-                return Ok(inserted);
+                return Ok(Written { inserted, windows });
             }
             // Some request ids were already recorded (a retried or replayed batch). Only
             // the new rows may move the counters: find them, then write those alone.

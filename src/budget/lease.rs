@@ -1,0 +1,254 @@
+//! Budget leases for several replicas on PostgreSQL (SPEC §4). A replica admits against
+//! a slice of a hard budget window's remaining allowance that it leased from the
+//! database; the database guarantees the slices plus the settled spend never exceed the
+//! limit. Here: the slice this replica holds per spend counter, taking more when a
+//! request does not fit, renewing before the TTL, giving back what sits idle, and
+//! following the ledger as it moves settled spend from the slice into the window total.
+//!
+//! Every change to a lease row is relative to what it holds (grow by, shrink by), so the
+//! ledger's consumption, returns and grants commute and the copy here stays exact.
+
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+
+use super::{Budgets, CounterKey};
+use crate::store::{LeaseWindow, PgStore, Scope, StoreError};
+
+/// Lease timing and slice size.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSettings {
+    /// A lease not renewed within this long expires (a crashed replica's slice returns).
+    pub ttl: Duration,
+    /// A slice unused for this long (no request in flight) goes back to the database.
+    pub idle: Duration,
+    /// A grant covers at most this many more requests of the asking one's estimate.
+    pub max_requests: u32,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings { ttl: Duration::from_secs(10), idle: Duration::from_secs(2), max_requests: 256 }
+    }
+}
+
+/// This replica's slice of one spend window.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// What the lease row holds, as far as this replica knows (it alone changes it).
+    pub amount: Decimal,
+    /// Settled here and not yet written by the ledger: still part of `amount`.
+    pub consumed: Decimal,
+    /// The window's settled spend and the other replicas' leases at the last grant.
+    pub spent_seen: Decimal,
+    pub others_seen: Decimal,
+    /// No admission against the lease after this without a renewal (the database's TTL
+    /// minus a margin, counted from before the statement was sent).
+    pub valid_until: Instant,
+    /// Budgets changed since the grant: the lease must be taken again (against the new
+    /// limit) before it admits anything.
+    pub stale: bool,
+    /// The last admission against it, for returning idle slices.
+    pub last_used: Instant,
+}
+
+impl Lease {
+    /// What the lease can still admit: its amount minus settled-but-unwritten spend, or
+    /// nothing when it is stale or past its validity.
+    pub fn usable(&self, now: Instant) -> Decimal {
+        if self.stale || now >= self.valid_until {
+            Decimal::ZERO
+        } else {
+            (self.amount - self.consumed).max(Decimal::ZERO)
+        }
+    }
+}
+
+/// How long a lease may be used after the statement that granted or renewed it was sent.
+fn validity(settings: &LeaseSettings) -> Duration {
+    settings.ttl - settings.ttl / 10
+}
+
+impl Budgets {
+    fn pg(&self) -> Option<(&PgStore, LeaseSettings)> {
+        Some((self.store.postgres()?, self.leases?))
+    }
+
+    /// Takes more of `key`'s window for a request that did not fit: enough for what is
+    /// reserved and consumed here plus `estimate`, and a slice beyond it. One database
+    /// round trip, after waiting for any grant of the same window already in flight (which
+    /// may make this one unnecessary).
+    pub(super) async fn take_lease(
+        &self,
+        key: CounterKey,
+        scope: Scope,
+        limit: Decimal,
+        estimate: Decimal,
+    ) -> Result<(), StoreError> {
+        let Some((pg, settings)) = self.pg() else { return Ok(()) };
+        let gate = self.granting.entry(key).or_default().value().clone();
+        let _one_at_a_time = gate.lock().await;
+        let counter = self.counter(key).await?;
+        let now = Instant::now();
+        let need = {
+            let c = super::lock(&counter);
+            let (usable, fresh) = match c.lease {
+                Some(l) => (l.usable(now), !l.stale),
+                None => (Decimal::ZERO, false),
+            };
+            let need = c.reserved + estimate - usable;
+            if fresh && need <= Decimal::ZERO {
+                return Ok(()); // another request's grant already covers this one
+            }
+            need.max(Decimal::ZERO)
+        };
+        let window =
+            LeaseWindow { scope, scope_id: key.scope_id, period: key.period, window_start: key.window_start };
+        let max_extra = estimate * Decimal::from(settings.max_requests);
+        let sent = Instant::now();
+        let grant = pg.take_lease(window, limit, need, max_extra, settings.ttl).await?;
+        let mut c = super::guard(&counter);
+        let mut lease = c.lease.unwrap_or(Lease {
+            amount: Decimal::ZERO,
+            consumed: Decimal::ZERO,
+            spent_seen: Decimal::ZERO,
+            others_seen: Decimal::ZERO,
+            valid_until: sent,
+            stale: false,
+            last_used: sent,
+        });
+        lease.amount =
+            if grant.was_live { (lease.amount + grant.delta).max(Decimal::ZERO) } else { grant.amount };
+        lease.spent_seen = grant.spent;
+        lease.others_seen = grant.others;
+        lease.valid_until = sent + validity(&settings);
+        lease.stale = false;
+        lease.last_used = Instant::now();
+        c.lease = Some(lease);
+        Ok(())
+    }
+
+    /// Marks every lease stale: a budget changed (maybe its limit), so each must be taken
+    /// again, against the new figures, before it admits another request.
+    pub(super) fn stale_leases(&self) {
+        for entry in self.counters.iter() {
+            if let Some(lease) = super::guard(entry.value()).lease.as_mut() {
+                lease.stale = true;
+            }
+        }
+    }
+
+    /// Follows the ledger: `delta` of this window's spend was just written, and the same
+    /// amount left this replica's lease row in that transaction.
+    pub(super) fn lease_consumed(&self, key: &CounterKey, delta: Decimal) {
+        let Some(counter) = self.counters.get(key).map(|e| e.value().clone()) else { return };
+        let mut c = super::guard(&counter);
+        if let Some(lease) = c.lease.as_mut() {
+            lease.amount = (lease.amount - delta).max(Decimal::ZERO);
+            lease.consumed = (lease.consumed - delta).max(Decimal::ZERO);
+        }
+    }
+
+    /// Renews leases before their TTL, gives idle slices back, until `stop`. Runs on
+    /// PostgreSQL only.
+    pub async fn keep_leases(&self, stop: impl std::future::Future<Output = ()>) {
+        let Some((_, settings)) = self.pg() else { return };
+        tokio::pin!(stop);
+        let renew_every = settings.ttl / 3;
+        let mut tick =
+            tokio::time::interval((settings.idle / 4).min(renew_every).max(Duration::from_millis(50)));
+        let mut last_renewal = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = &mut stop => return,
+            }
+            if last_renewal.elapsed() >= renew_every {
+                last_renewal = Instant::now();
+                if let Err(e) = self.renew().await {
+                    tracing::warn!(error = %e, "renewing budget leases failed; they lapse at their TTL");
+                }
+            }
+            self.return_idle().await;
+        }
+    }
+
+    async fn renew(&self) -> Result<(), StoreError> {
+        let Some((pg, settings)) = self.pg() else { return Ok(()) };
+        let sent = Instant::now();
+        let renewed: std::collections::HashSet<_> =
+            pg.renew_leases(settings.ttl).await?.into_iter().collect();
+        for entry in self.counters.iter() {
+            let key = entry.key();
+            let mut c = super::guard(entry.value());
+            let Some(lease) = c.lease.as_mut() else { continue };
+            if renewed.contains(&(key.scope_id, key.period, key.window_start)) {
+                lease.valid_until = sent + validity(&settings);
+            } else if lease.amount > Decimal::ZERO {
+                // Expired in the database (or never written): the others may spend it.
+                lease.amount = Decimal::ZERO;
+                lease.valid_until = sent;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back slices nobody used for `idle`: what is not consumed, or the whole row
+    /// once nothing of it is consumed or reserved.
+    async fn return_idle(&self) {
+        let Some((pg, settings)) = self.pg() else { return };
+        let idle: Vec<_> = self
+            .counters
+            .iter()
+            .filter(|e| {
+                let c = super::lock(e.value());
+                c.reserved.is_zero() && c.lease.is_some_and(|l| l.last_used.elapsed() >= settings.idle)
+            })
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        for (key, counter) in idle {
+            let Some(gate) = self.granting.get(&key).map(|g| g.value().clone()) else { continue };
+            let Ok(_one_at_a_time) = gate.try_lock() else { continue };
+            // Taken out of the copy first, so no request admits against what is returned.
+            let (unused, everything, before) = {
+                let mut c = super::guard(&counter);
+                if !c.reserved.is_zero() {
+                    continue;
+                }
+                let Some(lease) = c.lease.as_mut() else { continue };
+                let before = *lease;
+                let unused = (lease.amount - lease.consumed).max(Decimal::ZERO);
+                let everything = lease.consumed.is_zero();
+                if everything {
+                    c.lease = None;
+                } else if unused.is_zero() {
+                    continue;
+                } else {
+                    lease.amount -= unused;
+                }
+                (unused, everything, before)
+            };
+            if let Err(e) =
+                pg.return_lease(key.scope_id, key.period, key.window_start, unused, everything).await
+            {
+                tracing::warn!(error = %e, "returning an idle budget lease failed; it lapses at its TTL");
+                let mut c = super::guard(&counter);
+                match c.lease.as_mut() {
+                    Some(lease) => lease.amount += unused,
+                    None => c.lease = Some(before),
+                }
+            }
+        }
+    }
+
+    /// Drops every lease of this replica (at shutdown, after the ledger's last write).
+    pub async fn release_leases(&self) {
+        let Some((pg, _)) = self.pg() else { return };
+        for entry in self.counters.iter() {
+            super::guard(entry.value()).lease = None;
+        }
+        if let Err(e) = pg.drop_leases().await {
+            tracing::warn!(error = %e, "dropping budget leases at shutdown failed; they lapse at their TTL");
+        }
+    }
+}
