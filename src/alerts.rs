@@ -20,6 +20,9 @@ use crate::proxy::body::full;
 use crate::proxy::forward::UpstreamClient;
 use crate::store::{Alert, AlertConfig, Budget, Store, StoreError};
 
+/// How often pending deliveries whose claim ran out (their replica stopped) are taken over.
+const CLAIM_SWEEP: Duration = Duration::from_secs(30);
+
 /// Delivery settings.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliverySettings {
@@ -37,6 +40,9 @@ pub struct Alerts {
     client: UpstreamClient,
     settings: DeliverySettings,
     configs: DashMap<Uuid, Arc<Vec<AlertConfig>>>,
+    /// Deliveries this process holds the claim of, released at shutdown so a restarted
+    /// or another replica resumes them at once instead of after the claim runs out.
+    delivering: dashmap::DashSet<Uuid>,
     generation: AtomicU64,
 }
 
@@ -52,6 +58,7 @@ impl Alerts {
             client,
             settings,
             configs: DashMap::new(),
+            delivering: dashmap::DashSet::new(),
             generation: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -78,9 +85,22 @@ impl Alerts {
         Ok(loaded)
     }
 
-    /// Retries every delivery left pending (after a restart).
+    /// Gives up the claims of deliveries in progress here (at shutdown): whoever runs
+    /// next takes them over at once.
+    pub async fn release_claims(&self) {
+        let held: Vec<Uuid> = self.delivering.iter().map(|id| *id).collect();
+        if held.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.release_alert_claims(&held).await {
+            tracing::warn!(error = %e, "releasing alert delivery claims failed; they run out on their own");
+        }
+    }
+
+    /// Takes over deliveries left pending by a replica that stopped (or by this one
+    /// before a restart) and retries them; each goes to one replica only.
     pub async fn resume_pending(self: &Arc<Self>) {
-        match self.store.pending_alerts().await {
+        match self.store.claim_pending_alerts().await {
             Ok(pending) => {
                 for alert in pending {
                     match self.store.get_budget(alert.budget_id).await {
@@ -105,9 +125,17 @@ pub fn crosses(limit: Decimal, percent: u32, before: Decimal, after: Decimal) ->
 }
 
 async fn evaluate(alerts: Arc<Alerts>, mut rx: mpsc::UnboundedReceiver<Vec<SpendMoved>>) {
-    while let Some(moves) = rx.recv().await {
-        for m in moves {
-            check(&alerts, m).await;
+    let mut sweep = tokio::time::interval(CLAIM_SWEEP);
+    sweep.tick().await;
+    loop {
+        tokio::select! {
+            moves = rx.recv() => {
+                let Some(moves) = moves else { return };
+                for m in moves {
+                    check(&alerts, m).await;
+                }
+            }
+            _ = sweep.tick() => alerts.resume_pending().await,
         }
     }
 }
@@ -160,13 +188,19 @@ pub fn payload(alert: &Alert, budget: &Budget) -> serde_json::Value {
 
 async fn deliver(alerts: Arc<Alerts>, alert: Alert, budget: Budget) {
     let Some(url) = alert.webhook_url.clone() else { return };
-    let body = Bytes::from(payload(&alert, &budget).to_string());
+    alerts.delivering.insert(alert.id);
+    attempt_delivery(&alerts, &alert, &budget, &url).await;
+    alerts.delivering.remove(&alert.id);
+}
+
+async fn attempt_delivery(alerts: &Alerts, alert: &Alert, budget: &Budget, url: &str) {
+    let body = Bytes::from(payload(alert, budget).to_string());
     let settings = alerts.settings;
     let mut attempts = alert.attempts;
     let mut wait = settings.retry_base;
     while attempts < settings.max_attempts {
         attempts += 1;
-        let outcome = post(&alerts.client, &url, body.clone(), settings.timeout).await;
+        let outcome = post(&alerts.client, url, body.clone(), settings.timeout).await;
         let (status, error) = match &outcome {
             Ok(()) => ("delivered", None),
             Err(e) if attempts >= settings.max_attempts => ("failed", Some(e.as_str())),

@@ -33,6 +33,7 @@ pub struct Running {
     pub ledger: Ledger,
     /// Budget state, leases included (tests look at it).
     pub budgets: Arc<Budgets>,
+    alerts: Arc<Alerts>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     ledger_task: JoinHandle<()>,
@@ -58,6 +59,7 @@ impl Running {
         // Every record is written, so nothing of this replica's leases is consumed and
         // unwritten: the others may have all of it now rather than after the TTL.
         self.budgets.release_leases().await;
+        self.alerts.release_claims().await;
         drop(self.ledger);
         drop(self.ledger_task);
     }
@@ -161,10 +163,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         let stop = signal(watch_rx.clone());
         async move { budgets.keep_leases(stop).await }
     });
-    let caches = Caches { identities, budgets: Arc::clone(&budgets), alerts };
+    let caches = Caches { identities, budgets: Arc::clone(&budgets), alerts: Arc::clone(&alerts) };
     let follow_task =
         tokio::spawn(invalidation::run(store.clone(), config.database_url.clone(), caches, signal(watch_rx)));
-    tracing::info!(%proxy_addr, %admin_addr, database = %store::redact_url(&config.database_url), "tollgate started");
+    let replica_id = store.postgres().map(|pg| pg.replica_id().to_string()).unwrap_or_default();
+    tracing::info!(
+        %proxy_addr, %admin_addr, database = %store::redact_url(&config.database_url), %replica_id,
+        "tollgate started"
+    );
     Ok(Running {
         proxy_addr,
         admin_addr,
@@ -173,6 +179,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         shutdown,
         tasks: vec![proxy_task, admin_task, follow_task, keep_leases],
         budgets,
+        alerts,
         _follow_ledger: follow_ledger,
         _alerts_task: alerts_task,
         ledger_task,

@@ -20,7 +20,8 @@ const ADMIN_POLL: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between attempts to (re)open the LISTEN connection.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
-/// The `application_name` of the LISTEN connection, so operators can find it.
+/// The `application_name` of the LISTEN connection (followed by the replica id), so an
+/// operator can find it in `pg_stat_activity`.
 pub const LISTEN_APPLICATION_NAME: &str = "tollgate-listen";
 
 /// Every cache an admin write can make stale.
@@ -49,8 +50,9 @@ pub async fn run(
 ) {
     tokio::pin!(stop);
     let follow = async {
-        if store.postgres().is_some() {
-            listen(&database_url, &caches).await;
+        if let Some(pg) = store.postgres() {
+            let name = format!("{LISTEN_APPLICATION_NAME}-{}", pg.replica_id());
+            listen(&database_url, &name, &caches).await;
         } else {
             poll(&store, &caches).await;
         }
@@ -91,10 +93,10 @@ async fn poll(store: &Store, caches: &Caches) {
 
 /// PostgreSQL: invalidates on every notification. A lost connection may have hidden
 /// notifications, so a drop (and every reconnect) invalidates everything.
-async fn listen(database_url: &str, caches: &Caches) {
+async fn listen(database_url: &str, application_name: &str, caches: &Caches) {
     let mut wait = Duration::from_millis(100);
     loop {
-        match subscribe(database_url).await {
+        match subscribe(database_url, application_name).await {
             Ok(mut listener) => {
                 // Anything may have changed while there was no subscription.
                 caches.invalidate();
@@ -125,8 +127,8 @@ async fn listen(database_url: &str, caches: &Caches) {
 
 /// A listener on a one-connection pool of its own, so it never holds a connection the
 /// request path needs.
-async fn subscribe(database_url: &str) -> Result<PgListener, sqlx::Error> {
-    let options = PgConnectOptions::from_str(database_url)?.application_name(LISTEN_APPLICATION_NAME);
+async fn subscribe(database_url: &str, application_name: &str) -> Result<PgListener, sqlx::Error> {
+    let options = PgConnectOptions::from_str(database_url)?.application_name(application_name);
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))

@@ -77,6 +77,10 @@ fn postgres_transient(sqlstate: &str) -> bool {
         || matches!(sqlstate, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03" | "25006")
 }
 
+/// How long a replica holds a pending webhook delivery it fired or claimed (renewed by
+/// every attempt it records); past it, another replica or a restart takes it over.
+pub const DELIVERY_CLAIM: Duration = Duration::from_secs(600);
+
 /// Connection pool settings of either backend.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -252,6 +256,11 @@ delegate! {
     fn list_alerts(&self, budget_id: Option<Uuid>) -> Vec<Alert>;
     /// Alerts whose webhook is not delivered yet.
     fn pending_alerts(&self) -> Vec<Alert>;
+    /// Takes over pending deliveries nobody holds (the one that fired them stopped):
+    /// each is returned to one caller only, and held for [`DELIVERY_CLAIM`].
+    fn claim_pending_alerts(&self) -> Vec<Alert>;
+    /// Gives up claims on pending deliveries (this process stops delivering them).
+    fn release_alert_claims(&self, ids: &[Uuid]) -> ();
     /// Stores the outcome of a delivery attempt.
     fn record_delivery(&self, id: Uuid, status: &str, attempts: u32, error: Option<&str>) -> ();
 

@@ -27,16 +27,18 @@ ALTER TABLE ai_budget_alerts ADD COLUMN claimed_until TIMESTAMPTZ;
 -- so after the window row is locked (the lock every grant and every ledger write of this
 -- window takes first) the sum of the other leases is read as committed, never stale.
 --
--- The new amount is what this replica needs now plus a quarter of what would remain
--- (at most p_max_extra), capped by limit - settled spend - other live leases: far from
--- the limit a grant covers many requests, near it slices shrink down to single requests.
+-- The new amount is what this replica needs now plus whole requests of p_unit (the asking
+-- request's estimate) worth a quarter of what would remain, at most p_max_units of them,
+-- capped by limit - settled spend - other live leases: far from the limit a grant covers
+-- many requests, near it the extra drops to nothing and slices are single requests (no
+-- fractions of a request left idle where another replica could have used them).
 -- A lowered limit shrinks the lease at once (possibly to zero). Returns the change (new
 -- minus the live amount before), the new amount, the settled spend and the other leases
 -- seen, and whether this replica's lease was live (false: expired or absent, so the
 -- caller's copy of it is void).
 CREATE FUNCTION tollgate_take_lease(
     p_scope TEXT, p_scope_id UUID, p_period TEXT, p_window_start TIMESTAMPTZ, p_replica UUID,
-    p_limit NUMERIC, p_need NUMERIC, p_max_extra NUMERIC, p_ttl_ms INTEGER)
+    p_limit NUMERIC, p_need NUMERIC, p_unit NUMERIC, p_max_units INTEGER, p_ttl_ms INTEGER)
 RETURNS TABLE (delta NUMERIC, amount NUMERIC, spent NUMERIC, others NUMERIC, was_live BOOLEAN)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -45,6 +47,7 @@ DECLARE
     v_current NUMERIC;
     v_live    BOOLEAN;
     v_cap     NUMERIC;
+    v_extra   NUMERIC := 0;
     v_new     NUMERIC;
 BEGIN
     INSERT INTO ai_spend_windows AS w (scope, organization_id, project_id, user_id, period, window_start,
@@ -74,8 +77,10 @@ BEGIN
     END IF;
 
     v_cap := p_limit - v_spent - v_others;
-    v_new := greatest(0, least(v_cap,
-        v_current + p_need + least(p_max_extra, greatest(0, trunc((v_cap - v_current - p_need) / 4, 10)))));
+    IF p_unit > 0 THEN
+        v_extra := p_unit * least(p_max_units, greatest(0, floor((v_cap - v_current - p_need) / (4 * p_unit))));
+    END IF;
+    v_new := greatest(0, least(v_cap, v_current + p_need + v_extra));
 
     INSERT INTO ai_budget_leases AS l (scope_id, period, window_start, replica_id, amount_usd, expires_at)
     VALUES (p_scope_id, p_period, p_window_start, p_replica, v_new, now() + p_ttl_ms * interval '1 millisecond')

@@ -181,9 +181,10 @@ impl Budgets {
             if self.leases.is_some() {
                 // Several replicas: what this replica may admit is its lease.
                 let usable = c.lease.map_or(Decimal::ZERO, |l| l.usable(now));
+                // A request with no estimate needs some room left, as on one node.
                 let fits = match self.mode {
-                    AdmissionMode::Reserve => c.reserved + estimate <= usable,
-                    AdmissionMode::Spent => c.reserved < usable,
+                    AdmissionMode::Reserve if !estimate.is_zero() => c.reserved + estimate <= usable,
+                    _ => c.reserved < usable,
                 };
                 if !fits && !short.iter().any(|(k, _, _)| k == key) {
                     short.push((*key, budget.scope, budget.limit_usd));

@@ -22,7 +22,8 @@ pub struct LeaseSettings {
     pub ttl: Duration,
     /// A slice unused for this long (no request in flight) goes back to the database.
     pub idle: Duration,
-    /// A grant covers at most this many more requests of the asking one's estimate.
+    /// A grant covers at most this many more requests of the asking one's estimate (and
+    /// no more than a quarter of what is left).
     pub max_requests: u32,
 }
 
@@ -90,13 +91,15 @@ impl Budgets {
         let _one_at_a_time = gate.lock().await;
         let counter = self.counter(key).await?;
         let now = Instant::now();
+        // A request without an estimate still needs a slice to admit against.
+        let sizing = if estimate.is_zero() { limit / Decimal::ONE_THOUSAND } else { estimate };
         let need = {
             let c = super::lock(&counter);
             let (usable, fresh) = match c.lease {
                 Some(l) => (l.usable(now), !l.stale),
                 None => (Decimal::ZERO, false),
             };
-            let need = c.reserved + estimate - usable;
+            let need = c.reserved + sizing - usable;
             if fresh && need <= Decimal::ZERO {
                 return Ok(()); // another request's grant already covers this one
             }
@@ -104,9 +107,8 @@ impl Budgets {
         };
         let window =
             LeaseWindow { scope, scope_id: key.scope_id, period: key.period, window_start: key.window_start };
-        let max_extra = estimate * Decimal::from(settings.max_requests);
         let sent = Instant::now();
-        let grant = pg.take_lease(window, limit, need, max_extra, settings.ttl).await?;
+        let grant = pg.take_lease(window, limit, need, sizing, settings.max_requests, settings.ttl).await?;
         let mut c = super::guard(&counter);
         let mut lease = c.lease.unwrap_or(Lease {
             amount: Decimal::ZERO,

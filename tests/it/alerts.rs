@@ -135,6 +135,14 @@ async fn pending_deliveries_resume_after_a_restart() {
         .unwrap();
     assert_eq!(alert.delivery_status, "pending");
     assert!(receiver.requests().is_empty());
+    // The process holding its delivery died; by the time a new one starts, the claim ran out.
+    app.shutdown().await;
+    let pool = sqlx::SqlitePool::connect(&app.db_url()).await.unwrap();
+    sqlx::query("UPDATE ai_budget_alerts SET claimed_until = '2000-01-01T00:00:00.000000Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     app.restart().await;
     let delivered = alerts_until(&app, &b, |l| l.len() == 1 && l[0]["delivery_status"] == "delivered").await;
     assert_eq!(delivered[0]["id"], alert.id.to_string().as_str());

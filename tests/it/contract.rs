@@ -18,7 +18,7 @@ where
 {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    test(Factory::new(store)).await;
+    test(Factory::new(store, &db.url)).await;
     drop(db);
 }
 

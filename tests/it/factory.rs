@@ -21,6 +21,8 @@ pub fn dec(s: &str) -> Decimal {
 /// Builds entities in one store.
 pub struct Factory {
     pub store: Store,
+    /// The database's URL, for the few checks the store API has no call for.
+    pub url: String,
     seq: AtomicU32,
 }
 
@@ -33,8 +35,21 @@ pub struct Owner {
 }
 
 impl Factory {
-    pub fn new(store: Store) -> Factory {
-        Factory { store, seq: AtomicU32::new(0) }
+    pub fn new(store: Store, url: &str) -> Factory {
+        Factory { store, url: url.to_owned(), seq: AtomicU32::new(0) }
+    }
+
+    /// Runs one SQL statement directly on the database (either backend).
+    pub async fn execute(&self, sql: &str) {
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = crate::db::pg_pool(&self.url).await;
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
     }
 
     fn unique(&self, prefix: &str) -> String {

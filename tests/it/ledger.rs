@@ -25,7 +25,7 @@ async fn postgres_a_full_queue_loses_nothing_and_counters_match_the_records() {
 
 async fn a_full_queue_loses_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let f = Factory::new(db.store().await);
+    let f = Factory::new(db.store().await, &db.url);
     let owner = f.owner().await;
     let store = f.store.clone();
     // A queue of one: almost every record takes the overflow path.

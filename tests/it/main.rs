@@ -13,6 +13,7 @@ mod ledger;
 mod metering;
 mod postgres;
 mod proxy;
+mod replicas;
 mod reports;
 mod shutdown;
 mod support;

@@ -367,45 +367,12 @@ impl TestApp {
 
     /// Calls the admin API with the token.
     pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Got {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("http://{}{}", self.admin, path))
-            .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        send(&client(), req.body(body).unwrap()).await
+        admin_at(self.admin, method, path, body).await
     }
 
     /// Creates organization, project, user and key; returns (ids, plaintext key).
     pub async fn seed(&self) -> Seeded {
-        let org = self.admin("POST", "/v1/organizations", Some(json!({"name": unique("org")}))).await;
-        assert_eq!(org.status, 201, "{:?}", org.body);
-        let org_id = org.json()["id"].as_str().unwrap().to_owned();
-        let project =
-            self.admin("POST", "/v1/projects", Some(json!({"organization_id": org_id, "name": "web"}))).await;
-        assert_eq!(project.status, 201);
-        let project_id = project.json()["id"].as_str().unwrap().to_owned();
-        let user = self
-            .admin("POST", "/v1/users", Some(json!({"organization_id": org_id, "external_id": "alice"})))
-            .await;
-        assert_eq!(user.status, 201);
-        let user_id = user.json()["id"].as_str().unwrap().to_owned();
-        let key =
-            self.admin("POST", "/v1/keys", Some(json!({"user_id": user_id, "project_id": project_id}))).await;
-        assert_eq!(key.status, 201, "{:?}", key.body);
-        let key_json = key.json();
-        Seeded {
-            org_id,
-            project_id,
-            user_id,
-            key_id: key_json["id"].as_str().unwrap().to_owned(),
-            key: key_json["key"].as_str().unwrap().to_owned(),
-        }
+        seed_at(self.admin).await
     }
 
     /// Stops this tollgate and starts a new one on the same database and config.
@@ -445,4 +412,53 @@ pub fn openai_post(url: &str, key: &str, body: &str) -> Request<Full<Bytes>> {
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap()
+}
+
+/// Calls the admin API listening on `admin` with the test token.
+pub async fn admin_at(admin: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Got {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{}", admin, path))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Full::new(Bytes::from(v.to_string()))
+        }
+        None => Full::new(Bytes::new()),
+    };
+    send(&client(), req.body(body).unwrap()).await
+}
+
+/// Creates organization, project, user and key through the admin API at `admin`.
+pub async fn seed_at(admin: SocketAddr) -> Seeded {
+    let org = admin_at(admin, "POST", "/v1/organizations", Some(json!({"name": unique("org")}))).await;
+    assert_eq!(org.status, 201, "{:?}", org.body);
+    let org_id = org.json()["id"].as_str().unwrap().to_owned();
+    let project =
+        admin_at(admin, "POST", "/v1/projects", Some(json!({"organization_id": org_id, "name": "web"})))
+            .await;
+    assert_eq!(project.status, 201);
+    let project_id = project.json()["id"].as_str().unwrap().to_owned();
+    let user = admin_at(
+        admin,
+        "POST",
+        "/v1/users",
+        Some(json!({"organization_id": org_id, "external_id": "alice"})),
+    )
+    .await;
+    assert_eq!(user.status, 201);
+    let user_id = user.json()["id"].as_str().unwrap().to_owned();
+    let key =
+        admin_at(admin, "POST", "/v1/keys", Some(json!({"user_id": user_id, "project_id": project_id})))
+            .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let key_json = key.json();
+    Seeded {
+        org_id,
+        project_id,
+        user_id,
+        key_id: key_json["id"].as_str().unwrap().to_owned(),
+        key: key_json["key"].as_str().unwrap().to_owned(),
+    }
 }

@@ -45,6 +45,11 @@ fn alert_config(row: &PgRow) -> Result<AlertConfig, StoreError> {
     })
 }
 
+/// The delivery claim in milliseconds, as SQL binds it.
+fn claim_ms() -> i64 {
+    i64::try_from(crate::store::DELIVERY_CLAIM.as_millis()).unwrap_or(i64::MAX)
+}
+
 const ALERT_SELECT: &str =
     "SELECT a.*, coalesce(c.organization_budget_id, c.project_budget_id, c.user_budget_id) AS budget_id,
     c.webhook_url FROM ai_budget_alerts a JOIN ai_budget_alert_configs c ON c.id = a.alert_config_id";
@@ -272,8 +277,9 @@ impl PgStore {
         let status = if config.webhook_url.is_some() { "pending" } else { "no_webhook" };
         let done = sqlx::query(
             "INSERT INTO ai_budget_alerts (id, alert_config_id, window_start, threshold_percent, limit_usd, spent_usd,
-                created_at, delivery_status, attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) ON CONFLICT (alert_config_id, window_start) DO NOTHING",
+                created_at, delivery_status, attempts, claimed_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, CASE WHEN $8 = 'pending' THEN $7 + $9 * interval '1 millisecond' END)
+             ON CONFLICT (alert_config_id, window_start) DO NOTHING",
         )
         .bind(id)
         .bind(config.id)
@@ -283,6 +289,7 @@ impl PgStore {
         .bind(spent_usd.normalize())
         .bind(Utc::now())
         .bind(status)
+        .bind(claim_ms())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -322,6 +329,37 @@ impl PgStore {
         rows.iter().map(alert).collect()
     }
 
+    /// Takes over pending deliveries whose claim ran out; concurrent callers skip each
+    /// other's rows, so each delivery goes to one replica.
+    pub async fn claim_pending_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE ai_budget_alerts SET claimed_until = now() + $1 * interval '1 millisecond'
+             WHERE id IN (SELECT id FROM ai_budget_alerts
+                          WHERE delivery_status = 'pending' AND (claimed_until IS NULL OR claimed_until < now())
+                          ORDER BY created_at, id LIMIT 1000 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .bind(claim_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = sqlx::query(&format!("{ALERT_SELECT} WHERE a.id = ANY($1) ORDER BY a.created_at, a.id"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert).collect()
+    }
+
+    /// Gives up claims on pending deliveries.
+    pub async fn release_alert_claims(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE ai_budget_alerts SET claimed_until = NULL WHERE id = ANY($1) AND delivery_status = 'pending'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Stores the outcome of a delivery attempt.
     pub async fn record_delivery(
         &self,
@@ -332,7 +370,8 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let delivered_at = (status == "delivered").then(Utc::now);
         sqlx::query(
-            "UPDATE ai_budget_alerts SET delivery_status = $1, attempts = $2, last_error = $3, delivered_at = $4
+            "UPDATE ai_budget_alerts SET delivery_status = $1, attempts = $2, last_error = $3, delivered_at = $4,
+                claimed_until = CASE WHEN $1 = 'pending' THEN now() + $6 * interval '1 millisecond' END
              WHERE id = $5",
         )
         .bind(status)
@@ -340,6 +379,7 @@ impl PgStore {
         .bind(error)
         .bind(delivered_at)
         .bind(id)
+        .bind(claim_ms())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -86,19 +86,20 @@ impl PgStore {
     }
 
     /// Takes, grows, shrinks or renews this replica's lease on `window` against `limit`:
-    /// it wants `need` more than it holds, plus a quarter of what would remain, at most
-    /// `max_extra`.
+    /// it wants `need` more than it holds, plus whole `unit`s (one request's estimate)
+    /// worth a quarter of what would remain, at most `max_units` of them.
     pub async fn take_lease(
         &self,
         window: LeaseWindow,
         limit: Decimal,
         need: Decimal,
-        max_extra: Decimal,
+        unit: Decimal,
+        max_units: u32,
         ttl: Duration,
     ) -> Result<LeaseGrant, StoreError> {
         self.leasing.store(true, Ordering::Relaxed);
         let row = sqlx::query(
-            "SELECT delta, amount, spent, others, was_live FROM tollgate_take_lease($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "SELECT delta, amount, spent, others, was_live FROM tollgate_take_lease($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(window.scope.as_str())
         .bind(window.scope_id)
@@ -107,7 +108,8 @@ impl PgStore {
         .bind(self.replica_id)
         .bind(limit)
         .bind(need.max(Decimal::ZERO))
-        .bind(max_extra.max(Decimal::ZERO))
+        .bind(unit.max(Decimal::ZERO))
+        .bind(i32::try_from(max_units).unwrap_or(i32::MAX))
         .bind(ttl_ms(ttl))
         .fetch_one(&self.pool)
         .await?;

@@ -52,6 +52,11 @@ fn alert_config(row: &SqliteRow) -> Result<AlertConfig, StoreError> {
     })
 }
 
+/// When a delivery claimed now runs out.
+fn claim_end() -> String {
+    ts(Utc::now() + crate::store::DELIVERY_CLAIM)
+}
+
 const ALERT_SELECT: &str =
     "SELECT a.*, coalesce(c.organization_budget_id, c.project_budget_id, c.user_budget_id) AS budget_id,
     c.webhook_url FROM ai_budget_alerts a JOIN ai_budget_alert_configs c ON c.id = a.alert_config_id";
@@ -269,8 +274,8 @@ impl SqliteStore {
         let status = if config.webhook_url.is_some() { "pending" } else { "no_webhook" };
         let done = sqlx::query(
             "INSERT INTO ai_budget_alerts (id, alert_config_id, window_start, threshold_percent, limit_usd, spent_usd,
-                created_at, delivery_status, attempts)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (alert_config_id, window_start) DO NOTHING",
+                created_at, delivery_status, attempts, claimed_until)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT (alert_config_id, window_start) DO NOTHING",
         )
         .bind(id.to_string())
         .bind(config.id.to_string())
@@ -280,6 +285,7 @@ impl SqliteStore {
         .bind(spent_usd.normalize().to_string())
         .bind(ts(Utc::now()))
         .bind(status)
+        .bind((status == "pending").then(claim_end))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
@@ -318,6 +324,41 @@ impl SqliteStore {
         rows.iter().map(alert).collect()
     }
 
+    /// Takes over pending deliveries whose claim ran out (one process: no contention).
+    pub async fn claim_pending_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE ai_budget_alerts SET claimed_until = ?
+             WHERE id IN (SELECT id FROM ai_budget_alerts
+                          WHERE delivery_status = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)
+                          ORDER BY created_at, id LIMIT 1000)
+             RETURNING id",
+        )
+        .bind(claim_end())
+        .bind(ts(Utc::now()))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = Uuid::parse_str(&id).map_err(|_| StoreError::Invalid("bad alert id".into()))?;
+            claimed.push(self.get_alert(id).await?);
+        }
+        claimed.sort_by_key(|a| (a.created_at, a.id));
+        Ok(claimed)
+    }
+
+    /// Gives up claims on pending deliveries.
+    pub async fn release_alert_claims(&self, ids: &[Uuid]) -> Result<(), StoreError> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE ai_budget_alerts SET claimed_until = NULL WHERE id = ? AND delivery_status = 'pending'",
+            )
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Stores the outcome of a delivery attempt.
     pub async fn record_delivery(
         &self,
@@ -327,14 +368,18 @@ impl SqliteStore {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let delivered_at = (status == "delivered").then(|| ts(Utc::now()));
-        sqlx::query("UPDATE ai_budget_alerts SET delivery_status = ?, attempts = ?, last_error = ?, delivered_at = ? WHERE id = ?")
-            .bind(status)
-            .bind(i64::from(attempts))
-            .bind(error)
-            .bind(delivered_at)
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE ai_budget_alerts SET delivery_status = ?, attempts = ?, last_error = ?, delivered_at = ?,
+                claimed_until = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(delivered_at)
+        .bind((status == "pending").then(claim_end))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ contract_tests!(
     configuration_cascades_and_history_restricts,
     budgets_and_alert_configs_round_trip,
     an_alert_fires_once_per_config_and_window,
+    a_pending_delivery_goes_to_one_claimant,
     every_admin_write_moves_the_change_counter,
 );
 
@@ -238,6 +239,28 @@ async fn an_alert_fires_once_per_config_and_window(f: Factory) {
     let ids: Vec<_> = listed.iter().map(|a| a.id).collect();
     assert_eq!(ids, [alert.id, next_day.id, silent.id], "oldest first");
     assert_eq!(listed[1].last_error.as_deref(), Some("webhook answered 500"));
+}
+
+async fn a_pending_delivery_goes_to_one_claimant(f: Factory) {
+    let s = &f.store;
+    let owner = f.owner().await;
+    let budget = f.budget(Scope::Project, owner.project.id).create().await;
+    let hooked = f.alert_config(&budget).webhook("http://127.0.0.1:9/hook").create().await;
+    let day = Period::Daily.start(Utc::now());
+    let alert = s.insert_alert(&hooked, day, dec("10"), dec("9")).await.unwrap().unwrap();
+    // The replica that fired it delivers it: nobody else may take it.
+    assert_eq!(s.claim_pending_alerts().await.unwrap(), vec![]);
+    // Its claim ran out (that replica stopped): two claimants at once, one gets it.
+    let expire = "UPDATE ai_budget_alerts SET claimed_until = '2000-01-01T00:00:00.000000Z'";
+    f.execute(expire).await;
+    let (a, b) = tokio::join!(s.claim_pending_alerts(), s.claim_pending_alerts());
+    let claimed: Vec<_> = [a.unwrap(), b.unwrap()].concat().into_iter().map(|x| x.id).collect();
+    assert_eq!(claimed, vec![alert.id]);
+    assert_eq!(s.claim_pending_alerts().await.unwrap(), vec![], "claimed twice");
+    // A delivered alert is never claimed again.
+    s.record_delivery(alert.id, "delivered", 1, None).await.unwrap();
+    f.execute(expire).await;
+    assert_eq!(s.claim_pending_alerts().await.unwrap(), vec![]);
 }
 
 async fn every_admin_write_moves_the_change_counter(f: Factory) {
