@@ -94,3 +94,25 @@ async fn admin_writes_on_one_replica_reach_the_others_within_a_second() {
     eprintln!("revocation after a lost LISTEN connection reached replica 2 in {took:?}");
     assert!(r[1].log.lock().unwrap().contains("LISTEN connection"), "the drop was noticed and logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_write_on_postgres_reaches_a_running_replica_by_notify() {
+    let mock = Mock::start(mini_reply).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let replica = Replica::start(&db.url, &mock.url(), "").await;
+    let s = seed_at(replica.admin).await;
+    until_status(&replica, &s.key, 200, Duration::from_secs(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cli.toml");
+    std::fs::write(&cfg, format!("[database]\nurl = \"{}\"\n", db.url)).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["key", "revoke", &s.key_id])
+        .env("TOLLGATE_CONFIG", &cfg)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // No polling on PostgreSQL: the notification makes it well under the second.
+    let took = until_status(&replica, &s.key, 403, Duration::from_millis(500)).await;
+    eprintln!("a CLI revocation reached the replica in {took:?}");
+}
