@@ -1,9 +1,10 @@
 //! Ledger throughput: how many cost records per second the batched writer puts into
-//! SQLite (records and spend-window counters in the same transactions).
+//! the database (records and spend-window counters in the same transactions).
 //!
 //! `cargo run --release --example ledger_bench -- [RECORDS] [RATE]` (default 200000, as
 //! fast as possible). With RATE (records per second) records arrive at that pace, as
-//! from steady traffic, and the CPU time per record is what to watch.
+//! from steady traffic, and the CPU time per record is what to watch. A fresh SQLite file
+//! by default; `LEDGER_BENCH_URL=postgres://...` writes into that (empty) database.
 
 use std::time::Instant;
 
@@ -22,9 +23,10 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(200_000);
     let rate: Option<u64> = std::env::args().nth(2).map(|a| a.parse()).transpose()?;
     let dir = tempfile_dir()?;
-    let url = format!("sqlite://{}/bench.db", dir.display());
+    let url =
+        std::env::var("LEDGER_BENCH_URL").unwrap_or_else(|_| format!("sqlite://{}/bench.db", dir.display()));
     let store = store::open(&url, store::PoolSettings::with_max(4)).await?;
-    let org = store.create_organization("bench").await?;
+    let org = store.create_organization(&format!("ledger-bench-{}", Uuid::now_v7())).await?;
     let project = store.create_project(org.id, "p").await?;
     let mut users = Vec::new();
     for i in 0..8 {

@@ -71,6 +71,13 @@ pub struct CounterKey {
     pub window_start: DateTime<Utc>,
 }
 
+/// Something loaded from the database on a cache miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Load {
+    Counter(CounterKey),
+    Budgets(Scope, Uuid),
+}
+
 /// A budget's current window, for reports and `GET /v1/budgets/{id}`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BudgetStatus {
@@ -102,6 +109,8 @@ pub struct Budgets {
     leases: Option<LeaseSettings>,
     /// One grant at a time per window, so concurrent shortfalls share one round trip.
     granting: DashMap<CounterKey, Arc<tokio::sync::Mutex<()>>>,
+    /// One load at a time per counter or scope entity (present only while loading).
+    loading: DashMap<Load, Arc<tokio::sync::Mutex<()>>>,
     /// Read-your-writes for counters loaded from the database (see `settled_spend`).
     ledger: Ledger,
     clock: Arc<dyn Clock>,
@@ -128,6 +137,7 @@ impl Budgets {
         Budgets {
             leases: store.postgres().map(|_| leases),
             granting: DashMap::new(),
+            loading: DashMap::new(),
             store,
             ledger,
             clock,
@@ -158,6 +168,13 @@ impl Budgets {
         if let Some(found) = self.by_scope.get(&key).map(|e| Arc::clone(e.value())) {
             return Ok(found);
         }
+        // One load per scope entity at a time: a burst of requests after a start or an
+        // invalidation waits for the first one's query instead of each sending its own.
+        let gate = self.loading.entry(Load::Budgets(scope, scope_id)).or_default().value().clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Some(found) = self.by_scope.get(&key).map(|e| Arc::clone(e.value())) {
+            return Ok(found);
+        }
         let generation = self.generation.load(Ordering::SeqCst);
         let loaded: Arc<Vec<Arc<Budget>>> =
             Arc::new(self.store.budgets_of(scope, scope_id).await?.into_iter().map(Arc::new).collect());
@@ -165,6 +182,7 @@ impl Budgets {
         if self.generation.load(Ordering::SeqCst) != generation {
             self.by_scope.remove(&key);
         }
+        self.loading.remove(&Load::Budgets(scope, scope_id));
         Ok(loaded)
     }
 
@@ -173,12 +191,20 @@ impl Budgets {
         if let Some(c) = self.counters.get(&key).map(|e| Arc::clone(e.value())) {
             return Ok(c);
         }
+        let gate = self.loading.entry(Load::Counter(key)).or_default().value().clone();
+        let _one_at_a_time = gate.lock().await;
+        if let Some(c) = self.counters.get(&key).map(|e| Arc::clone(e.value())) {
+            return Ok(c);
+        }
         let spent = self.settled_spend(key).await?;
         let entry = self
             .counters
             .entry(key)
             .or_insert_with(|| Arc::new(Mutex::new(Counter { spent, ..Counter::default() })));
-        Ok(Arc::clone(entry.value()))
+        let counter = Arc::clone(entry.value());
+        drop(entry);
+        self.loading.remove(&Load::Counter(key));
+        Ok(counter)
     }
 
     /// A window's spend from the database, once the ledger has written the records it

@@ -86,9 +86,11 @@ enum Shortfall {
     Lease(Vec<(CounterKey, Scope, Decimal)>, Arc<Budget>, CounterKey),
 }
 
-/// Lease rounds before a request that still does not fit is refused: one grant sizes the
-/// slice for it, a second covers a grant lost to a concurrent request's reservation.
-const LEASE_ROUNDS: usize = 2;
+/// Grants a request may go through before it is refused although every grant gave what
+/// was asked: under heavy load other requests on the replica can use up a fresh slice
+/// before this one re-checks (settled spend stays in the slice until the ledger writes
+/// it, up to 50 ms later). A grant that could not give what was asked refuses at once.
+const LEASE_ROUNDS: usize = 8;
 
 impl Budgets {
     /// Checks the caller's budget chain against `estimate` and reserves it everywhere.
@@ -124,16 +126,19 @@ impl Budgets {
                 Ok(remaining) => break remaining,
                 Err(Shortfall::Refused(refusal)) => return Err(AdmitError::Refused(refusal)),
                 Err(Shortfall::Lease(short, budget, key)) => {
-                    if round == LEASE_ROUNDS {
+                    let mut covered = round < LEASE_ROUNDS;
+                    round += 1;
+                    for (key, scope, limit) in short {
+                        if covered {
+                            covered = self.take_lease(key, scope, limit, estimate).await?;
+                        }
+                    }
+                    if !covered {
                         let refusal = match counters.get(&key) {
                             Some(counter) => self.lease_refusal(&budget, counter, estimate),
                             None => self.lease_refusal(&budget, &Mutex::default(), estimate),
                         };
                         return Err(AdmitError::Refused(Box::new(refusal)));
-                    }
-                    round += 1;
-                    for (key, scope, limit) in short {
-                        self.take_lease(key, scope, limit, estimate).await?;
                     }
                 }
             }

@@ -78,15 +78,16 @@ impl Budgets {
     /// Takes more of `key`'s window for a request that did not fit: enough for what is
     /// reserved and consumed here plus `estimate`, and a slice beyond it. One database
     /// round trip, after waiting for any grant of the same window already in flight (which
-    /// may make this one unnecessary).
+    /// may make this one unnecessary). False when the database could not give what the
+    /// request lacks: the window has no room for it.
     pub(super) async fn take_lease(
         &self,
         key: CounterKey,
         scope: Scope,
         limit: Decimal,
         estimate: Decimal,
-    ) -> Result<(), StoreError> {
-        let Some((pg, settings)) = self.pg() else { return Ok(()) };
+    ) -> Result<bool, StoreError> {
+        let Some((pg, settings)) = self.pg() else { return Ok(false) };
         let gate = self.granting.entry(key).or_default().value().clone();
         let _one_at_a_time = gate.lock().await;
         let counter = self.counter(key).await?;
@@ -101,7 +102,7 @@ impl Budgets {
             };
             let need = c.reserved + sizing - usable;
             if fresh && need <= Decimal::ZERO {
-                return Ok(()); // another request's grant already covers this one
+                return Ok(true); // another request's grant already covers this one
             }
             need.max(Decimal::ZERO)
         };
@@ -119,6 +120,7 @@ impl Budgets {
             stale: false,
             last_used: sent,
         });
+        let covered = if grant.was_live { grant.delta >= need } else { grant.amount >= need };
         lease.amount =
             if grant.was_live { (lease.amount + grant.delta).max(Decimal::ZERO) } else { grant.amount };
         lease.spent_seen = grant.spent;
@@ -127,7 +129,7 @@ impl Budgets {
         lease.stale = false;
         lease.last_used = Instant::now();
         c.lease = Some(lease);
-        Ok(())
+        Ok(covered)
     }
 
     /// Marks every lease stale: a budget changed (maybe its limit), so each must be taken
