@@ -294,3 +294,20 @@ pub fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| StoreError::Invalid(format!("bad timestamp in database: {s}")))
 }
+
+/// A page of `rows` (queried with one extra row): the first `limit`, and the cursor for
+/// the next page when there was more.
+pub(crate) fn page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    Page { data: rows, next_cursor }
+}
+
+/// A token count as the databases' signed 64-bit integers store it.
+pub(crate) fn to_i64(n: Option<u64>) -> Option<i64> {
+    n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+}

@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{NewUser, Organization, Page, PageRequest, Patch, Project, StoreError, User};
+use super::{page, NewUser, Organization, Page, PageRequest, Patch, Project, StoreError, User};
 
 /// The channel every admin write notifies with the new admin version.
 pub const ADMIN_CHANNEL: &str = "tollgate_admin";
@@ -54,16 +54,6 @@ fn map_write_err(entity: &'static str, e: sqlx::Error) -> StoreError {
         }
     }
     StoreError::Database(e)
-}
-
-fn page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Page<T> {
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| id(r).to_string())
-    } else {
-        None
-    };
-    Page { data: rows, next_cursor }
 }
 
 /// Appends ` AND id > cursor` when there is one, then the order and the one-extra limit

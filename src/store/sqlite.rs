@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::{parse_ts, ts, NewUser, Organization, Page, PageRequest, Patch, Project, StoreError, User};
+use super::{page, parse_ts, ts, NewUser, Organization, Page, PageRequest, Patch, Project, StoreError, User};
 
 /// The embedded store.
 #[derive(Debug, Clone)]
@@ -69,16 +69,6 @@ fn opt_ts_col(row: &SqliteRow, col: &str) -> Result<Option<chrono::DateTime<Utc>
 fn ts_col(row: &SqliteRow, col: &str) -> Result<chrono::DateTime<Utc>, StoreError> {
     let s: String = row.try_get(col)?;
     parse_ts(&s)
-}
-
-fn page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Page<T> {
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| id(r).to_string())
-    } else {
-        None
-    };
-    Page { data: rows, next_cursor }
 }
 
 fn organization(row: &SqliteRow) -> Result<Organization, StoreError> {

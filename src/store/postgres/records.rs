@@ -9,8 +9,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{decimal_col, leases, page, push_page, PgStore};
+use super::{decimal_col, leases, push_page, PgStore};
 use crate::store::windows::{self, WindowKey};
+use crate::store::{page, to_i64};
 use crate::store::{
     CostRecord, GroupBy, Page, PageRequest, RecordFilter, Scope, SpendRow, StoreError, UsageSource,
     WindowMove, Written,
@@ -22,10 +23,6 @@ const ROWS_PER_INSERT: usize = 1000;
 
 /// Spend windows upserted per statement (9 binds each).
 const WINDOWS_PER_STATEMENT: usize = 1000;
-
-fn to_i64(n: Option<u64>) -> Option<i64> {
-    n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-}
 
 fn opt_u64(row: &PgRow, col: &str) -> Result<Option<u64>, StoreError> {
     let v: Option<i64> = row.try_get(col)?;

@@ -12,6 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{opt_uuid_col, ts_col, uuid_col, SqliteStore};
+use crate::store::to_i64;
 use crate::store::windows;
 use crate::store::{
     ts, CostRecord, GroupBy, Page, PageRequest, RecordFilter, Scope, SpendRow, StoreError, UsageSource,
@@ -26,10 +27,6 @@ const ROWS_PER_INSERT: usize = 64;
 /// Spend windows read and upserted per statement (3 binds per key read, 9 per row
 /// written).
 const WINDOWS_PER_STATEMENT: usize = 256;
-
-fn to_i64(n: Option<u64>) -> Option<i64> {
-    n.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-}
 
 fn decimal_col(row: &SqliteRow, col: &str) -> Result<Decimal, StoreError> {
     let s: String = row.try_get(col)?;
