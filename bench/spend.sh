@@ -59,6 +59,8 @@ CREATE INDEX ai_cost_records_user_time ON ai_cost_records (user_id, created_at);
 CREATE INDEX ai_cost_records_key_time ON ai_cost_records (api_key_id, created_at);
 CREATE INDEX ai_cost_records_time ON ai_cost_records (created_at);
 VACUUM ANALYZE ai_cost_records;
+-- Written around the ledger: tollgate fills the hourly rollup from them when it opens.
+UPDATE ai_spend_hourly_state SET filled = false;
 SQL
 }
 
@@ -93,6 +95,7 @@ CREATE INDEX ai_cost_records_user_time ON ai_cost_records (user_id, created_at);
 CREATE INDEX ai_cost_records_key_time ON ai_cost_records (api_key_id, created_at);
 CREATE INDEX ai_cost_records_time ON ai_cost_records (created_at);
 ANALYZE;
+UPDATE ai_spend_hourly_state SET filled = 0;
 SQL
 }
 
@@ -101,10 +104,13 @@ measure() {
     local name=$1 url=$2
     printf '[server]\nlisten = "127.0.0.1:%d"\n[admin]\nlisten = "127.0.0.1:%d"\n[database]\nurl = "%s"\n[log]\nfilter = "warn"\n' \
         "$PORT" "$((PORT + 1))" "$url" >"$DATA/$name.toml"
+    local started=$SECONDS
     "$BIN/tollgate" --config "$DATA/$name.toml" serve >"$DATA/$name.log" 2>&1 &
     local pid=$!
     PIDS+=($pid)
-    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$((PORT + 1))/healthz" && break; sleep 0.1; done
+    # The first start after the records were written fills the hourly rollup from them.
+    for _ in $(seq 1 36000); do curl -s -o /dev/null "http://127.0.0.1:$((PORT + 1))/healthz" && break; sleep 0.1; done
+    log "$name: serving after $((SECONDS - started)) s (filling the rollup, if it had to)"
     for group in model day; do
         local q="/v1/spend?group_by=$group&project_id=$PROJECT&from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z"
         curl -s "http://127.0.0.1:$((PORT + 1))$q" >"$DATA/$name-$group.json"

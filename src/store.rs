@@ -4,6 +4,7 @@
 
 mod model;
 mod postgres;
+pub mod rollup;
 mod sqlite;
 mod windows;
 
@@ -128,6 +129,13 @@ pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
     store.migrate().await?;
+    let filled = match &store.0 {
+        Backend::Sqlite(s) => s.backfill_hourly().await?,
+        Backend::Postgres(s) => s.backfill_hourly().await?,
+    };
+    if filled > 0 {
+        tracing::info!(records = filled, "filled the hourly spend rollup from existing cost records");
+    }
     Ok(store)
 }
 
@@ -154,6 +162,28 @@ impl Store {
             Backend::Sqlite(s) => Some(s),
             Backend::Postgres(_) => None,
         }
+    }
+}
+
+impl Store {
+    /// Spend grouped as asked, with exact sums: whole hours from the hourly rollup, the
+    /// partial hours at the ends of the range from the records (see [`rollup::split`]).
+    pub async fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Result<Vec<SpendRow>, StoreError> {
+        let mut groups = std::collections::BTreeMap::new();
+        for (part, source) in rollup::split(filter) {
+            let rows = match &self.0 {
+                Backend::Sqlite(s) => s.spend_from(&part, group_by, source).await?,
+                Backend::Postgres(s) => s.spend_from(&part, group_by, source).await?,
+            };
+            rollup::merge(&mut groups, rows);
+        }
+        Ok(groups
+            .into_values()
+            .map(|mut row| {
+                row.cost_usd = row.cost_usd.normalize();
+                row
+            })
+            .collect())
     }
 }
 
@@ -271,8 +301,6 @@ delegate! {
     fn window_spend(&self, scope_id: Uuid, period: crate::window::Period, window_start: DateTime<Utc>) -> rust_decimal::Decimal;
     /// Cost records matching a filter, paged by id.
     fn list_cost_records(&self, filter: &RecordFilter, page: &PageRequest) -> Page<CostRecord>;
-    /// Spend grouped as asked, with exact sums.
-    fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Vec<SpendRow>;
 }
 
 /// Drops any password from a database URL before it is shown.

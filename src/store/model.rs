@@ -178,7 +178,7 @@ pub struct CostRecord {
 }
 
 /// Filters for reading cost records and spend.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordFilter {
     pub organization_id: Option<Uuid>,
     pub project_id: Option<Uuid>,

@@ -6,6 +6,7 @@ mod budgets;
 mod keys;
 mod leases;
 mod records;
+mod rollup;
 
 pub use leases::{LeaseGrant, LeaseWindow};
 

@@ -4,6 +4,7 @@
 mod budgets;
 mod keys;
 mod records;
+mod rollup;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 
 mod entities;
 mod ledger;
+mod reports;
 
 use std::future::Future;
 

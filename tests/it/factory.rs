@@ -39,6 +39,23 @@ impl Factory {
         Factory { store, url: url.to_owned(), seq: AtomicU32::new(0) }
     }
 
+    /// The database's plan for `sql`, one line per step. PostgreSQL is told to avoid
+    /// sequential scans (its planner prefers them on small tables), so a scan in the plan
+    /// means no index can serve the query.
+    pub async fn explain(&self, sql: &str) -> String {
+        use sqlx::{Connection, Row};
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(&pool).await.unwrap();
+            rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query("SET enable_seqscan = off").execute(&mut conn).await.unwrap();
+            let rows = sqlx::query(&format!("EXPLAIN {sql}")).fetch_all(&mut conn).await.unwrap();
+            rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>().join("\n")
+        }
+    }
+
     /// Runs one SQL statement directly on the database (either backend).
     pub async fn execute(&self, sql: &str) {
         if self.url.starts_with("sqlite:") {

@@ -10,6 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{decimal_col, leases, push_page, PgStore};
+use crate::store::rollup::{self, Source};
 use crate::store::windows::{self, WindowKey};
 use crate::store::{page, to_i64};
 use crate::store::{
@@ -29,11 +30,11 @@ fn opt_u64(row: &PgRow, col: &str) -> Result<Option<u64>, StoreError> {
     Ok(v.map(|n| u64::try_from(n).unwrap_or(0)))
 }
 
-fn u64_col(row: &PgRow, col: &str) -> Result<u64, StoreError> {
+pub(super) fn u64_col(row: &PgRow, col: &str) -> Result<u64, StoreError> {
     Ok(u64::try_from(row.try_get::<i64, _>(col)?).unwrap_or(0))
 }
 
-fn cost_record(row: &PgRow) -> Result<CostRecord, StoreError> {
+pub(super) fn cost_record(row: &PgRow) -> Result<CostRecord, StoreError> {
     let source: String = row.try_get("usage_source")?;
     Ok(CostRecord {
         id: row.try_get("id")?,
@@ -63,7 +64,7 @@ fn cost_record(row: &PgRow) -> Result<CostRecord, StoreError> {
 
 /// Appends the filter's conditions (all range or equality predicates on raw columns, so
 /// the (scope, created_at) indexes serve them).
-fn push_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RecordFilter) {
+pub(super) fn push_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RecordFilter, time_col: &str) {
     q.push(" WHERE TRUE");
     let ids = [
         ("organization_id", f.organization_id),
@@ -83,10 +84,10 @@ fn push_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RecordFilter) {
         }
     }
     if let Some(from) = f.from {
-        q.push(" AND created_at >= ").push_bind(from);
+        q.push(format!(" AND {time_col} >= ")).push_bind(from);
     }
     if let Some(to) = f.to {
-        q.push(" AND created_at < ").push_bind(to);
+        q.push(format!(" AND {time_col} < ")).push_bind(to);
     }
 }
 
@@ -215,6 +216,7 @@ impl PgStore {
         let new: Vec<&CostRecord> =
             rows.into_iter().filter(|r| inserted.remove(&(r.id, r.request_id))).collect();
         let windows = if new.is_empty() { Vec::new() } else { add_to_windows(&mut tx, &new).await? };
+        super::rollup::add_to_hourly(&mut tx, &rollup::hourly_deltas(&new)).await?;
         if self.holds_leases() {
             leases::consume(&mut tx, self.replica_id(), &windows).await?;
         }
@@ -247,15 +249,26 @@ impl PgStore {
         page_req: &PageRequest,
     ) -> Result<Page<CostRecord>, StoreError> {
         let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM ai_cost_records");
-        push_filter(&mut q, filter);
+        push_filter(&mut q, filter, "created_at");
         push_page(&mut q, "id", page_req);
         let rows = q.build().fetch_all(&self.pool).await?;
         let items = rows.iter().map(cost_record).collect::<Result<Vec<_>, _>>()?;
         Ok(page(items, page_req.limit(), |r| r.id))
     }
 
-    /// Spend grouped as asked, summed by the database (NUMERIC: exact).
-    pub async fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Result<Vec<SpendRow>, StoreError> {
+    /// Spend grouped as asked, from the records or from the hourly rollup, summed by
+    /// the database (NUMERIC: exact).
+    pub async fn spend_from(
+        &self,
+        filter: &RecordFilter,
+        group_by: GroupBy,
+        source: Source,
+    ) -> Result<Vec<SpendRow>, StoreError> {
+        let (table, time_col, counts) = match source {
+            Source::Records => ("ai_cost_records", "created_at", "count(*)"),
+            Source::Hourly => ("ai_spend_hourly", "hour_start", "coalesce(sum(requests), 0)::BIGINT"),
+        };
+        let day = format!("to_char({time_col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
         let key = match group_by {
             GroupBy::Organization => "organization_id::text",
             GroupBy::Project => "project_id::text",
@@ -263,18 +276,18 @@ impl PgStore {
             GroupBy::Key => "api_key_id::text",
             GroupBy::Model => "model",
             GroupBy::Provider => "provider",
-            GroupBy::Day => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            GroupBy::Day => day.as_str(),
         };
         // COLLATE "C" orders groups bytewise, as the SQLite side's BTreeMap of strings
         // does; the database's default collation may not.
         let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT ({key}) COLLATE \"C\" AS grp, count(*) AS requests,
+            "SELECT ({key}) COLLATE \"C\" AS grp, {counts} AS requests,
                 coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
                 coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
                 coalesce(sum(cost_usd), 0) AS cost_usd
-             FROM ai_cost_records"
+             FROM {table}"
         ));
-        push_filter(&mut q, filter);
+        push_filter(&mut q, filter, time_col);
         q.push(" GROUP BY 1 ORDER BY 1 NULLS FIRST");
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()

@@ -12,6 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{opt_uuid_col, ts_col, uuid_col, SqliteStore};
+use crate::store::rollup::{self, Source};
 use crate::store::to_i64;
 use crate::store::windows;
 use crate::store::{
@@ -28,17 +29,17 @@ const ROWS_PER_INSERT: usize = 64;
 /// written).
 const WINDOWS_PER_STATEMENT: usize = 256;
 
-fn decimal_col(row: &SqliteRow, col: &str) -> Result<Decimal, StoreError> {
+pub(super) fn decimal_col(row: &SqliteRow, col: &str) -> Result<Decimal, StoreError> {
     let s: String = row.try_get(col)?;
     Decimal::from_str(&s).map_err(|_| StoreError::Invalid(format!("bad decimal in column {col}: {s}")))
 }
 
-fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>, StoreError> {
+pub(super) fn opt_u64(row: &SqliteRow, col: &str) -> Result<Option<u64>, StoreError> {
     let v: Option<i64> = row.try_get(col)?;
     Ok(v.map(|n| u64::try_from(n).unwrap_or(0)))
 }
 
-fn cost_record(row: &SqliteRow) -> Result<CostRecord, StoreError> {
+pub(super) fn cost_record(row: &SqliteRow) -> Result<CostRecord, StoreError> {
     let source: String = row.try_get("usage_source")?;
     Ok(CostRecord {
         id: uuid_col(row, "id")?,
@@ -67,7 +68,7 @@ fn cost_record(row: &SqliteRow) -> Result<CostRecord, StoreError> {
 }
 
 /// Appends the filter's conditions (all range or equality predicates on raw columns).
-fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
+pub(super) fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter, time_col: &str) {
     q.push(" WHERE 1 = 1");
     let eq = |q: &mut QueryBuilder<'_, Sqlite>, col: &str, v: Option<String>| {
         if let Some(v) = v {
@@ -82,10 +83,10 @@ fn push_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
     eq(q, "model", f.model.clone());
     eq(q, "provider", f.provider.clone());
     if let Some(from) = f.from {
-        q.push(" AND created_at >= ").push_bind(ts(from));
+        q.push(format!(" AND {time_col} >= ")).push_bind(ts(from));
     }
     if let Some(to) = f.to {
-        q.push(" AND created_at < ").push_bind(ts(to));
+        q.push(format!(" AND {time_col} < ")).push_bind(ts(to));
     }
 }
 
@@ -209,6 +210,7 @@ impl SqliteStore {
             }
             if inserted == rows.len() as u64 {
                 let windows = add_to_windows(&mut tx, &rows).await?;
+                super::rollup::add_to_hourly(&mut tx, &rollup::hourly_deltas(&rows)).await?;
                 tx.commit().await?;
                 return Ok(Written { inserted, windows });
             }
@@ -260,7 +262,7 @@ impl SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<CostRecord>, StoreError> {
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM ai_cost_records");
-        push_filter(&mut q, filter);
+        push_filter(&mut q, filter, "created_at");
         if let Some(c) = page.cursor {
             q.push(" AND id > ").push_bind(c.to_string());
         }
@@ -277,8 +279,18 @@ impl SqliteStore {
         Ok(Page { data: items, next_cursor })
     }
 
-    /// Spend grouped as asked; sums are exact (Decimal in Rust, never SQL REAL).
-    pub async fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Result<Vec<SpendRow>, StoreError> {
+    /// Spend grouped as asked, from the records or from the hourly rollup; sums are
+    /// exact (Decimal in Rust, never SQL REAL).
+    pub async fn spend_from(
+        &self,
+        filter: &RecordFilter,
+        group_by: GroupBy,
+        source: Source,
+    ) -> Result<Vec<SpendRow>, StoreError> {
+        let (table, time_col, counts) = match source {
+            Source::Records => ("ai_cost_records", "created_at", "1"),
+            Source::Hourly => ("ai_spend_hourly", "hour_start", "requests"),
+        };
         let key_col = match group_by {
             GroupBy::Organization => "organization_id",
             GroupBy::Project => "project_id",
@@ -286,12 +298,12 @@ impl SqliteStore {
             GroupBy::Key => "api_key_id",
             GroupBy::Model => "model",
             GroupBy::Provider => "provider",
-            GroupBy::Day => "created_at",
+            GroupBy::Day => time_col,
         };
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {key_col} AS grp, input_tokens, output_tokens, cost_usd FROM ai_cost_records"
+            "SELECT {key_col} AS grp, {counts} AS requests, input_tokens, output_tokens, cost_usd FROM {table}"
         ));
-        push_filter(&mut q, filter);
+        push_filter(&mut q, filter, time_col);
         let mut groups: BTreeMap<Option<String>, SpendRow> = BTreeMap::new();
         let mut rows = q.build().fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
@@ -306,17 +318,11 @@ impl SqliteStore {
                 output_tokens: 0,
                 cost_usd: Decimal::ZERO,
             });
-            entry.requests += 1;
+            entry.requests += opt_u64(&row, "requests")?.unwrap_or(0);
             entry.input_tokens += opt_u64(&row, "input_tokens")?.unwrap_or(0);
             entry.output_tokens += opt_u64(&row, "output_tokens")?.unwrap_or(0);
             entry.cost_usd += decimal_col(&row, "cost_usd")?;
         }
-        Ok(groups
-            .into_values()
-            .map(|mut r| {
-                r.cost_usd = r.cost_usd.normalize();
-                r
-            })
-            .collect())
+        Ok(groups.into_values().collect())
     }
 }
