@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::ledger::Ledger;
-use crate::store::{Budget, Scope, Store, StoreError, WindowMove};
+use crate::store::{Budget, Scope, Store, StoreError};
 use crate::window::Period;
 
 /// Longest a counter load waits for the ledger to write what it holds (a healthy write
@@ -253,18 +253,23 @@ impl Budgets {
             let c = lock(counter);
             !(ended && c.reserved.is_zero() && c.lease.is_none())
         });
+        // A window's grant gate goes with its counter (unless a grant is waiting on it).
+        self.granting.retain(|key, gate| self.counters.contains_key(key) || Arc::strong_count(gate) > 1);
     }
 
     /// Follows the ledger: each written batch's window movements update this replica's
     /// leases and become alert checks for every budget on those windows.
-    pub async fn follow_ledger(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<WindowMove>>) {
-        while let Some(windows) = rx.recv().await {
-            let mut moves = Vec::new();
-            for w in windows {
-                let key = CounterKey { scope_id: w.scope_id, period: w.period, window_start: w.window_start };
-                if self.leases.is_some() {
-                    self.lease_consumed(&key, w.delta());
+    pub async fn follow_ledger(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<crate::ledger::Batch>) {
+        while let Some(batch) = rx.recv().await {
+            if self.leases.is_some() {
+                for (scope_id, period, window_start, cost) in &batch.settled {
+                    let key =
+                        CounterKey { scope_id: *scope_id, period: *period, window_start: *window_start };
+                    self.lease_consumed(&key, *cost);
                 }
+            }
+            let mut moves = Vec::new();
+            for w in batch.windows {
                 if self.moved.is_none() {
                     continue;
                 }

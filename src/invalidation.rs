@@ -105,10 +105,15 @@ async fn listen(database_url: &str, application_name: &str, caches: &Caches) {
                     match listener.try_recv().await {
                         Ok(Some(_)) => caches.invalidate(),
                         Ok(None) => {
+                            // Subscribe again (and invalidate once that runs) rather than
+                            // letting the listener reconnect on its own: a change made
+                            // before the new LISTEN would be missed by whatever got cached
+                            // in between.
                             tracing::warn!(
                                 "LISTEN connection lost; invalidating every cache and reconnecting"
                             );
                             caches.invalidate();
+                            break;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "LISTEN connection failed; invalidating every cache");

@@ -20,8 +20,19 @@ const LINGER: Duration = Duration::from_millis(50);
 /// Longest wait between retries of a failing write.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Where the ledger reports the spend windows each write moved (one message per write).
-pub type Moved = mpsc::UnboundedSender<Vec<WindowMove>>;
+/// What one write of the ledger did, for budgets and alerts (one message per write).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The spend windows it moved in the database (new records only).
+    pub windows: Vec<WindowMove>,
+    /// Each window's cost of every record it handled, new, already written by an earlier
+    /// attempt, or refused for good: this process no longer holds that spend unwritten.
+    pub settled:
+        Vec<(uuid::Uuid, crate::window::Period, chrono::DateTime<chrono::Utc>, rust_decimal::Decimal)>,
+}
+
+/// Where the ledger reports each write.
+pub type Moved = mpsc::UnboundedSender<Batch>;
 
 enum Msg {
     Record(Box<CostRecord>),
@@ -184,10 +195,10 @@ async fn writer(
         if !batch.is_empty() {
             let windows = write_with_retry(&store, &batch).await;
             depth.fetch_sub(batch.len(), Ordering::Relaxed);
-            batch.clear();
-            if let Some(moved) = moved.as_ref().filter(|_| !windows.is_empty()) {
-                let _ = moved.send(windows);
+            if let Some(moved) = &moved {
+                let _ = moved.send(Batch { windows, settled: crate::store::window_costs(&batch) });
             }
+            batch.clear();
         }
         for done in flushes.drain(..) {
             let _ = done.send(());

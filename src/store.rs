@@ -16,7 +16,7 @@ use uuid::Uuid;
 pub use model::*;
 pub use postgres::{LeaseGrant, LeaseWindow, PgStore, ADMIN_CHANNEL};
 pub use sqlite::SqliteStore;
-pub use windows::{WindowMove, Written};
+pub use windows::{window_costs, WindowMove, Written};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

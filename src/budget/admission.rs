@@ -3,6 +3,7 @@
 //! exactly once (an admission dropped unsettled releases its reservation).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -83,8 +84,19 @@ enum Shortfall {
     Refused(Box<Refusal>),
     /// Leases too small for this request: (window, its scope, the smallest hard limit on
     /// it) to take more of, then try again; and the first hard budget that did not fit.
-    Lease(Vec<(CounterKey, Scope, Decimal)>, Arc<Budget>, CounterKey),
+    Lease(Vec<(CounterKey, Scope, Decimal)>, Arc<Budget>),
 }
+
+/// How a reservation attempt ended.
+enum Outcome {
+    Admitted(Option<Decimal>),
+    Refused(Box<Refusal>),
+    /// A budget changed while leases were taken with the old figures: reload the chain.
+    BudgetsChanged,
+}
+
+/// Chain reloads before a request whose budgets keep changing is refused.
+const MAX_RELOADS: usize = 3;
 
 /// Grants a request may go through before it is refused although every grant gave what
 /// was asked: under heavy load other requests on the replica can use up a fresh slice
@@ -101,6 +113,61 @@ impl Budgets {
         estimate: Decimal,
         now: DateTime<Utc>,
     ) -> Result<Admission, AdmitError> {
+        let estimate = estimate.max(Decimal::ZERO);
+        let mut reloads = 0;
+        loop {
+            // Budgets loaded after this generation: a lease taken with their limits is
+            // only trusted if no budget changed meanwhile (else the chain is reloaded).
+            let generation = self.generation.load(Ordering::SeqCst);
+            let chain = self.chain(who, now).await?;
+            let mut counters = BTreeMap::new();
+            for (_, key) in &chain {
+                if !counters.contains_key(key) {
+                    counters.insert(*key, self.counter(*key).await?);
+                }
+            }
+            let outcome = self.reserve_leasing(&chain, &counters, estimate, generation).await?;
+            let remaining = match outcome {
+                Outcome::Admitted(remaining) => remaining,
+                Outcome::Refused(refusal) => return Err(AdmitError::Refused(refusal)),
+                Outcome::BudgetsChanged if reloads < MAX_RELOADS => {
+                    reloads += 1;
+                    continue;
+                }
+                Outcome::BudgetsChanged => {
+                    let (budget, key) = chain
+                        .iter()
+                        .find(|(b, _)| b.hard)
+                        .or(chain.first())
+                        .map(|(b, k)| (Budget::clone(b), *k))
+                        .unzip();
+                    let (Some(budget), Some(key)) = (budget, key) else { continue };
+                    let counter = counters.get(&key).cloned().unwrap_or_default();
+                    return Err(AdmitError::Refused(Box::new(
+                        self.lease_refusal(&budget, key, &counter, estimate),
+                    )));
+                }
+            };
+            let scopes = [who.user_id, who.project_id, who.organization_id];
+            return Ok(Admission {
+                budgets: Arc::clone(self),
+                counters,
+                estimate,
+                settled: false,
+                remaining,
+                scopes,
+                at: now,
+            });
+        }
+    }
+
+    /// Every budget of the caller's user, project and organization, with the counter of
+    /// the window `now` falls in.
+    async fn chain(
+        &self,
+        who: &Identity,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Arc<Budget>, CounterKey)>, StoreError> {
         let mut chain = Vec::new();
         for (scope, id) in [
             (Scope::User, who.user_id),
@@ -113,46 +180,60 @@ impl Budgets {
                 chain.push((Arc::clone(b), key));
             }
         }
-        let mut counters = BTreeMap::new();
-        for (_, key) in &chain {
-            if !counters.contains_key(key) {
-                counters.insert(*key, self.counter(*key).await?);
-            }
-        }
-        let estimate = estimate.max(Decimal::ZERO);
+        Ok(chain)
+    }
+
+    /// Reserves the chain, taking more of the leases it lacks (several replicas) until it
+    /// fits, a grant cannot give what is missing, or the budgets changed under it.
+    async fn reserve_leasing(
+        &self,
+        chain: &[(Arc<Budget>, CounterKey)],
+        counters: &BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
+        estimate: Decimal,
+        generation: u64,
+    ) -> Result<Outcome, StoreError> {
         let mut round = 0;
-        let remaining = loop {
-            match self.reserve(&chain, &counters, estimate) {
-                Ok(remaining) => break remaining,
-                Err(Shortfall::Refused(refusal)) => return Err(AdmitError::Refused(refusal)),
-                Err(Shortfall::Lease(short, budget, key)) => {
+        loop {
+            match self.reserve(chain, counters, estimate) {
+                Ok(remaining) => return Ok(Outcome::Admitted(remaining)),
+                Err(Shortfall::Refused(refusal)) => return Ok(Outcome::Refused(refusal)),
+                Err(Shortfall::Lease(short, budget)) => {
                     let mut covered = round < LEASE_ROUNDS;
                     round += 1;
+                    let mut uncovered = None;
                     for (key, scope, limit) in short {
                         if covered {
-                            covered = self.take_lease(key, scope, limit, estimate).await?;
+                            covered = self.take_lease(key, scope, limit, estimate, generation).await?;
+                            if !covered {
+                                uncovered = Some(key);
+                            }
                         }
                     }
+                    if self.generation.load(Ordering::SeqCst) != generation {
+                        return Ok(Outcome::BudgetsChanged);
+                    }
                     if !covered {
-                        let refusal = match counters.get(&key) {
-                            Some(counter) => self.lease_refusal(&budget, counter, estimate),
-                            None => self.lease_refusal(&budget, &Mutex::default(), estimate),
-                        };
-                        return Err(AdmitError::Refused(Box::new(refusal)));
+                        let key =
+                            uncovered.unwrap_or(chain.iter().find(|(b, _)| b.id == budget.id).map_or_else(
+                                || CounterKey {
+                                    scope_id: budget.scope_id,
+                                    period: budget.period,
+                                    window_start: budget.period.start(self.now()),
+                                },
+                                |(_, k)| *k,
+                            ));
+                        let budget = chain
+                            .iter()
+                            .find(|(b, k)| *k == key && b.hard)
+                            .map_or(budget, |(b, _)| Arc::clone(b));
+                        let counter = counters.get(&key).cloned().unwrap_or_default();
+                        return Ok(Outcome::Refused(Box::new(
+                            self.lease_refusal(&budget, key, &counter, estimate),
+                        )));
                     }
                 }
             }
-        };
-        let scopes = [who.user_id, who.project_id, who.organization_id];
-        Ok(Admission {
-            budgets: Arc::clone(self),
-            counters,
-            estimate,
-            settled: false,
-            remaining,
-            scopes,
-            at: now,
-        })
+        }
     }
 
     /// Checks every hard budget of the chain and, when all fit, reserves `estimate` on
@@ -211,14 +292,14 @@ impl Budgets {
                 })));
             }
         }
-        if let Some((budget, key)) = first_short {
+        if let Some((budget, _)) = first_short {
             // Every hard limit on a window bounds its lease: use the smallest.
             for (b, k) in chain.iter().filter(|(b, _)| b.hard) {
                 if let Some(entry) = short.iter_mut().find(|(key, _, _)| key == k) {
                     entry.2 = entry.2.min(b.limit_usd);
                 }
             }
-            return Err(Shortfall::Lease(short, budget, key));
+            return Err(Shortfall::Lease(short, budget));
         }
         for g in guards.values_mut() {
             g.reserved += estimate;
@@ -232,7 +313,13 @@ impl Budgets {
     /// The refusal for a request its leases could not cover, with the figures the last
     /// grant saw: settled spend (plus what settled here since), and what this replica's
     /// requests and the other replicas hold.
-    fn lease_refusal(&self, budget: &Budget, counter: &Mutex<Counter>, estimate: Decimal) -> Refusal {
+    fn lease_refusal(
+        &self,
+        budget: &Budget,
+        key: CounterKey,
+        counter: &Mutex<Counter>,
+        estimate: Decimal,
+    ) -> Refusal {
         let c = super::lock(counter);
         let (spent, others) =
             c.lease.map_or((c.spent, Decimal::ZERO), |l| (l.spent_seen + l.consumed, l.others_seen));
@@ -241,7 +328,7 @@ impl Budgets {
             spent,
             reserved: c.reserved + others,
             estimate,
-            window_end: budget.period.end(budget.period.start(self.now())),
+            window_end: budget.period.end(key.window_start),
         }
     }
 }

@@ -78,14 +78,17 @@ impl Budgets {
     /// Takes more of `key`'s window for a request that did not fit: enough for what is
     /// reserved and consumed here plus `estimate`, and a slice beyond it. One database
     /// round trip, after waiting for any grant of the same window already in flight (which
-    /// may make this one unnecessary). False when the database could not give what the
-    /// request lacks: the window has no room for it.
+    /// may make this one unnecessary). False when the window has no room for it: the
+    /// database could not give what it lacks and what is held does not cover it either.
+    /// `generation` is the budget generation `limit` was read at: if budgets changed since,
+    /// the lease stays stale (the caller reloads them).
     pub(super) async fn take_lease(
         &self,
         key: CounterKey,
         scope: Scope,
         limit: Decimal,
         estimate: Decimal,
+        generation: u64,
     ) -> Result<bool, StoreError> {
         let Some((pg, settings)) = self.pg() else { return Ok(false) };
         let gate = self.granting.entry(key).or_default().value().clone();
@@ -96,15 +99,17 @@ impl Budgets {
         let sizing = if estimate.is_zero() { limit / Decimal::ONE_THOUSAND } else { estimate };
         let need = {
             let c = super::lock(&counter);
-            let (usable, fresh) = match c.lease {
-                Some(l) => (l.usable(now), !l.stale),
-                None => (Decimal::ZERO, false),
+            // What the row holds counts even when the copy is stale or past its validity:
+            // the database still has it (or says it lapsed), and asking for it again would
+            // make the grant look short.
+            let (held, usable) = match c.lease {
+                Some(l) => ((l.amount - l.consumed).max(Decimal::ZERO), l.usable(now)),
+                None => (Decimal::ZERO, Decimal::ZERO),
             };
-            let need = c.reserved + sizing - usable;
-            if fresh && need <= Decimal::ZERO {
+            if c.reserved + sizing <= usable {
                 return Ok(true); // another request's grant already covers this one
             }
-            need.max(Decimal::ZERO)
+            (c.reserved + sizing - held).max(Decimal::ZERO)
         };
         let window =
             LeaseWindow { scope, scope_id: key.scope_id, period: key.period, window_start: key.window_start };
@@ -120,16 +125,19 @@ impl Budgets {
             stale: false,
             last_used: sent,
         });
-        let covered = if grant.was_live { grant.delta >= need } else { grant.amount >= need };
+        let gave_all = if grant.was_live { grant.delta >= need } else { grant.amount >= need };
         lease.amount =
             if grant.was_live { (lease.amount + grant.delta).max(Decimal::ZERO) } else { grant.amount };
         lease.spent_seen = grant.spent;
         lease.others_seen = grant.others;
         lease.valid_until = sent + validity(&settings);
-        lease.stale = false;
+        lease.stale = self.generation.load(std::sync::atomic::Ordering::SeqCst) != generation;
         lease.last_used = Instant::now();
+        let room = lease.amount - lease.consumed - c.reserved;
         c.lease = Some(lease);
-        Ok(covered)
+        // Given everything asked: the request checks again (concurrent requests may have
+        // used it first). Given less: only what is there now decides.
+        Ok(gave_all || room >= sizing)
     }
 
     /// Marks every lease stale: a budget changed (maybe its limit), so each must be taken
@@ -142,8 +150,10 @@ impl Budgets {
         }
     }
 
-    /// Follows the ledger: `delta` of this window's spend was just written, and the same
-    /// amount left this replica's lease row in that transaction.
+    /// Follows the ledger: `delta` of this window's spend is no longer held here unwritten
+    /// (the ledger wrote it, and took the same amount out of the lease row in that
+    /// transaction; or it had been written before; or the database refused it for good,
+    /// and the copy then stays below the row: the safe side).
     pub(super) fn lease_consumed(&self, key: &CounterKey, delta: Decimal) {
         let Some(counter) = self.counters.get(key).map(|e| e.value().clone()) else { return };
         let mut c = super::guard(&counter);
@@ -187,8 +197,9 @@ impl Budgets {
             let mut c = super::guard(entry.value());
             let Some(lease) = c.lease.as_mut() else { continue };
             if renewed.contains(&(key.scope_id, key.period, key.window_start)) {
-                lease.valid_until = sent + validity(&settings);
-            } else if lease.amount > Decimal::ZERO {
+                lease.valid_until = lease.valid_until.max(sent + validity(&settings));
+            } else if lease.valid_until < sent + validity(&settings) && lease.amount > Decimal::ZERO {
+                // (A lease granted after this renewal was sent is newer than its answer.)
                 // Expired in the database (or never written): the others may spend it.
                 lease.amount = Decimal::ZERO;
                 lease.valid_until = sent;
@@ -214,13 +225,12 @@ impl Budgets {
             let Some(gate) = self.granting.get(&key).map(|g| g.value().clone()) else { continue };
             let Ok(_one_at_a_time) = gate.try_lock() else { continue };
             // Taken out of the copy first, so no request admits against what is returned.
-            let (unused, everything, before) = {
+            let (unused, everything) = {
                 let mut c = super::guard(&counter);
                 if !c.reserved.is_zero() {
                     continue;
                 }
                 let Some(lease) = c.lease.as_mut() else { continue };
-                let before = *lease;
                 let unused = (lease.amount - lease.consumed).max(Decimal::ZERO);
                 let everything = lease.consumed.is_zero();
                 if everything {
@@ -230,17 +240,14 @@ impl Budgets {
                 } else {
                     lease.amount -= unused;
                 }
-                (unused, everything, before)
+                (unused, everything)
             };
+            // On failure the copy stays below the row (the return may have committed before
+            // the answer was lost): the safe side; the row goes with the next idle return.
             if let Err(e) =
                 pg.return_lease(key.scope_id, key.period, key.window_start, unused, everything).await
             {
-                tracing::warn!(error = %e, "returning an idle budget lease failed; it lapses at its TTL");
-                let mut c = super::guard(&counter);
-                match c.lease.as_mut() {
-                    Some(lease) => lease.amount += unused,
-                    None => c.lease = Some(before),
-                }
+                tracing::warn!(error = %e, "returning an idle budget lease failed");
             }
         }
     }

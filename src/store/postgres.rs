@@ -37,6 +37,10 @@ pub struct PgStore {
     replica_id: Uuid,
     /// Set once this replica took a lease; until then the ledger skips lease bookkeeping.
     leasing: Arc<AtomicBool>,
+    /// Held by the ledger's transaction and by renewal, which both update several of this
+    /// replica's lease rows: in one process they would otherwise lock them in different
+    /// orders and deadlock (PostgreSQL breaks it after a second, stalling the ledger).
+    lease_rows: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Maps constraint failures of a write to the API's errors, with SQLite's messages.
@@ -115,7 +119,12 @@ impl PgStore {
             .idle_timeout(Some(IDLE_TIMEOUT))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool, replica_id: Uuid::new_v4(), leasing: Arc::new(AtomicBool::new(false)) })
+        Ok(PgStore {
+            pool,
+            replica_id: Uuid::new_v4(),
+            leasing: Arc::new(AtomicBool::new(false)),
+            lease_rows: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Applies pending migrations from migrations/postgres.
@@ -343,14 +352,31 @@ impl PgStore {
     }
 
     async fn delete(&self, table: &str, entity: &'static str, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A lease creates its window's row before any spend: a window that never counted a
+        // request is not history and must not keep its owner (or the owner's projects and
+        // users, for an organization) from being deleted, as it would not on SQLite.
+        let owned = match table {
+            "organizations" => {
+                "w.organization_id = $1 OR w.project_id IN (SELECT id FROM projects WHERE organization_id = $1)
+                 OR w.user_id IN (SELECT id FROM users WHERE organization_id = $1)"
+            }
+            "projects" => "w.project_id = $1",
+            _ => "w.user_id = $1",
+        };
+        sqlx::query(&format!("DELETE FROM ai_spend_windows w WHERE w.requests = 0 AND ({owned})"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| map_write_err(entity, e))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(entity));
         }
+        tx.commit().await?;
         self.bump_admin_version().await
     }
 }

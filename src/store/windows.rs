@@ -44,6 +44,13 @@ pub(super) fn deltas(rows: &[&CostRecord]) -> BTreeMap<WindowKey, WindowDelta> {
     deltas
 }
 
+/// What a batch of records costs in each spend window, whether or not they were new to
+/// the database (a replayed or refused record is done with all the same).
+pub fn window_costs(records: &[CostRecord]) -> Vec<(Uuid, Period, DateTime<Utc>, Decimal)> {
+    let refs: Vec<&CostRecord> = records.iter().collect();
+    deltas(&refs).into_iter().map(|((id, period, start), d)| (id, period, start, d.cost)).collect()
+}
+
 /// How a written batch moved one spend window: its settled total before and after.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowMove {

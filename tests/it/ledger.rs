@@ -66,10 +66,17 @@ async fn a_full_queue_loses_nothing(backend: Backend) {
     assert_eq!(rows[0].requests, n as u64);
     // What the writes reported moving adds up to what was written, window by window.
     let mut reported = Decimal::ZERO;
-    while let Ok(windows) = moved_rx.try_recv() {
-        for w in windows.iter().filter(|w| w.scope_id == user && w.period == Period::Total) {
+    let mut settled = Decimal::ZERO;
+    while let Ok(batch) = moved_rx.try_recv() {
+        for w in batch.windows.iter().filter(|w| w.scope_id == user && w.period == Period::Total) {
             reported += w.delta();
         }
+        for (_, _, _, cost) in batch.settled.iter().filter(|(id, p, _, _)| *id == user && *p == Period::Total)
+        {
+            settled += cost;
+        }
     }
+    // Every record handed over is reported settled once, the replayed one included.
+    assert_eq!(settled, expected + first.unwrap().cost_usd);
     assert_eq!(reported, expected);
 }

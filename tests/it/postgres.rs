@@ -209,3 +209,35 @@ async fn postgres_facts(url: &str) -> Facts {
     }
     facts
 }
+
+#[tokio::test]
+async fn a_window_row_made_by_a_lease_does_not_keep_its_owner_from_being_deleted() {
+    use tollgate::store::{LeaseWindow, Scope};
+    let db = TestDb::new(Backend::Postgres).await;
+    let f = crate::factory::Factory::new(db.store().await, &db.url);
+    let owner = f.owner().await;
+    let pg = f.store.postgres().unwrap();
+    for (scope, scope_id) in [(Scope::Project, owner.project.id), (Scope::User, owner.user.id)] {
+        let window = LeaseWindow {
+            scope,
+            scope_id,
+            period: tollgate::window::Period::Daily,
+            window_start: tollgate::window::Period::Daily.start(chrono::Utc::now()),
+        };
+        let grant = pg
+            .take_lease(
+                window,
+                rust_decimal::Decimal::TEN,
+                rust_decimal::Decimal::ONE,
+                rust_decimal::Decimal::ONE,
+                4,
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(grant.amount, rust_decimal::Decimal::from(3), "1 needed + 2 of the 9 left");
+    }
+    // No request was ever counted: the project, the user and then the organization go.
+    f.store.delete_project(owner.project.id).await.unwrap();
+    f.store.delete_organization(owner.org.id).await.unwrap();
+}

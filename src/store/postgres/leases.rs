@@ -85,6 +85,15 @@ impl PgStore {
         self.leasing.load(Ordering::Relaxed)
     }
 
+    /// Serializes the ledger's transaction with renewal (see `PgStore::lease_rows`).
+    pub(super) async fn lock_lease_rows(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.holds_leases() {
+            Some(self.lease_rows.lock().await)
+        } else {
+            None
+        }
+    }
+
     /// Takes, grows, shrinks or renews this replica's lease on `window` against `limit`:
     /// it wants `need` more than it holds, plus whole `unit`s (one request's estimate)
     /// worth a quarter of what would remain, at most `max_units` of them.
@@ -128,6 +137,7 @@ impl PgStore {
         &self,
         ttl: Duration,
     ) -> Result<Vec<(Uuid, Period, DateTime<Utc>)>, StoreError> {
+        let _rows = self.lease_rows.lock().await;
         let rows = sqlx::query(
             "UPDATE ai_budget_leases SET expires_at = now() + $2 * interval '1 millisecond'
              WHERE replica_id = $1 AND expires_at > now()

@@ -175,6 +175,7 @@ impl PgStore {
         // cannot deadlock on the unique index.
         let mut rows: Vec<&CostRecord> = batch.iter().collect();
         rows.sort_by_key(|r| r.request_id);
+        let _rows = self.lock_lease_rows().await;
         let mut tx = self.pool.begin().await?;
         let mut inserted: HashSet<(Uuid, Uuid)> = HashSet::new();
         for chunk in rows.chunks(ROWS_PER_INSERT) {

@@ -2,8 +2,8 @@
 //! adds the money, on NUMERIC), filled from the records once for a database that had
 //! records before the rollup existed.
 
-use futures_util::TryStreamExt;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder, Row};
+use uuid::Uuid;
 
 use super::records::cost_record;
 use super::PgStore;
@@ -13,7 +13,7 @@ use crate::store::{CostRecord, StoreError};
 /// Rollup rows upserted per statement (12 binds each, well under 65535).
 const ROWS_PER_STATEMENT: usize = 1000;
 /// Records aggregated in memory between writes while filling the rollup.
-const BACKFILL_CHUNK: usize = 100_000;
+const BACKFILL_CHUNK: i64 = 100_000;
 
 /// Adds a batch's deltas to the rollup rows, in the caller's transaction, in id order.
 pub(super) async fn add_to_hourly(
@@ -52,45 +52,36 @@ pub(super) async fn add_to_hourly(
 
 impl PgStore {
     /// Fills the rollup from the records when the database had records before it existed
-    /// (the state row says so); returns how many records were read. Restartable: a fill
-    /// that stopped half-way is redone from scratch. Replicas starting together wait for
-    /// each other (the state row is locked for the whole fill).
+    /// (the state row says so); returns how many records were read. One transaction, on
+    /// one connection, holding the state row: replicas starting together fill it once,
+    /// and a fill that stopped half-way left nothing.
     pub async fn backfill_hourly(&self) -> Result<u64, StoreError> {
-        let mut guard = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let filled: bool =
             sqlx::query_scalar("SELECT filled FROM ai_spend_hourly_state WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *guard)
+                .fetch_one(&mut *tx)
                 .await?;
         if filled {
             return Ok(0);
         }
-        sqlx::query("DELETE FROM ai_spend_hourly").execute(&mut *guard).await?;
+        sqlx::query("DELETE FROM ai_spend_hourly").execute(&mut *tx).await?;
         let mut read = 0u64;
-        let mut chunk: Vec<CostRecord> = Vec::with_capacity(BACKFILL_CHUNK);
-        {
-            let mut rows = sqlx::query("SELECT * FROM ai_cost_records").fetch(&self.pool);
-            while let Some(row) = rows.try_next().await? {
-                chunk.push(cost_record(&row)?);
-                if chunk.len() == BACKFILL_CHUNK {
-                    read += add_records(&mut guard, &chunk).await?;
-                    chunk.clear();
-                }
-            }
+        let mut after = Uuid::nil();
+        loop {
+            let rows = sqlx::query("SELECT * FROM ai_cost_records WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(BACKFILL_CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("id")?;
+            let records = rows.iter().map(cost_record).collect::<Result<Vec<CostRecord>, _>>()?;
+            let refs: Vec<&CostRecord> = records.iter().collect();
+            add_to_hourly(&mut tx, &hourly_deltas(&refs)).await?;
+            read += records.len() as u64;
         }
-        read += add_records(&mut guard, &chunk).await?;
-        sqlx::query("UPDATE ai_spend_hourly_state SET filled = true WHERE id = 1")
-            .execute(&mut *guard)
-            .await?;
-        guard.commit().await?;
+        sqlx::query("UPDATE ai_spend_hourly_state SET filled = true WHERE id = 1").execute(&mut *tx).await?;
+        tx.commit().await?;
         Ok(read)
     }
-}
-
-async fn add_records(
-    tx: &mut sqlx::Transaction<'_, Postgres>,
-    records: &[CostRecord],
-) -> Result<u64, StoreError> {
-    let refs: Vec<&CostRecord> = records.iter().collect();
-    add_to_hourly(tx, &hourly_deltas(&refs)).await?;
-    Ok(records.len() as u64)
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -15,7 +14,7 @@ use crate::store::{ts, CostRecord, StoreError};
 /// Rollup rows read and upserted per statement (12 binds per row written).
 const ROWS_PER_STATEMENT: usize = 256;
 /// Records aggregated in memory between writes while filling the rollup.
-const BACKFILL_CHUNK: usize = 100_000;
+const BACKFILL_CHUNK: i64 = 100_000;
 
 /// Adds a batch's deltas to the rollup rows, in the caller's transaction. Counts are
 /// added by SQL; money is added here, in Decimal (SQLite has no exact decimal type).
@@ -66,8 +65,9 @@ pub(super) async fn add_to_hourly(
 
 impl SqliteStore {
     /// Fills the rollup from the records when the database had records before it existed
-    /// (the state row says so); returns how many records were read. Restartable: a fill
-    /// that stopped half-way is redone from scratch.
+    /// (the state row says so); returns how many records were read. One transaction, which
+    /// takes the write lock before it looks: two processes opening the database at once
+    /// (a server and the CLI) fill it once, and a fill that stopped half-way left nothing.
     pub async fn backfill_hourly(&self) -> Result<u64, StoreError> {
         let filled: i64 = sqlx::query_scalar("SELECT filled FROM ai_spend_hourly_state WHERE id = 1")
             .fetch_one(&self.pool)
@@ -75,28 +75,34 @@ impl SqliteStore {
         if filled == 1 {
             return Ok(0);
         }
-        sqlx::query("DELETE FROM ai_spend_hourly").execute(&self.pool).await?;
-        let mut read = 0u64;
-        let mut chunk: Vec<CostRecord> = Vec::with_capacity(BACKFILL_CHUNK);
-        let mut rows = sqlx::query("SELECT * FROM ai_cost_records").fetch(&self.pool);
-        while let Some(row) = rows.try_next().await? {
-            chunk.push(cost_record(&row)?);
-            if chunk.len() == BACKFILL_CHUNK {
-                read += self.add_records_to_hourly(&chunk).await?;
-                chunk.clear();
-            }
-        }
-        drop(rows);
-        read += self.add_records_to_hourly(&chunk).await?;
-        sqlx::query("UPDATE ai_spend_hourly_state SET filled = 1 WHERE id = 1").execute(&self.pool).await?;
-        Ok(read)
-    }
-
-    async fn add_records_to_hourly(&self, records: &[CostRecord]) -> Result<u64, StoreError> {
-        let refs: Vec<&CostRecord> = records.iter().collect();
         let mut tx = self.ledger.begin().await?;
-        add_to_hourly(&mut tx, &hourly_deltas(&refs)).await?;
+        sqlx::query("UPDATE ai_spend_hourly_state SET filled = filled WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let filled: i64 = sqlx::query_scalar("SELECT filled FROM ai_spend_hourly_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        if filled == 1 {
+            return Ok(0);
+        }
+        sqlx::query("DELETE FROM ai_spend_hourly").execute(&mut *tx).await?;
+        let mut read = 0u64;
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query("SELECT * FROM ai_cost_records WHERE id > ? ORDER BY id LIMIT ?")
+                .bind(&after)
+                .bind(BACKFILL_CHUNK)
+                .fetch_all(&mut *tx)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("id")?;
+            let records = rows.iter().map(cost_record).collect::<Result<Vec<CostRecord>, _>>()?;
+            let refs: Vec<&CostRecord> = records.iter().collect();
+            add_to_hourly(&mut tx, &hourly_deltas(&refs)).await?;
+            read += records.len() as u64;
+        }
+        sqlx::query("UPDATE ai_spend_hourly_state SET filled = 1 WHERE id = 1").execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(records.len() as u64)
+        Ok(read)
     }
 }

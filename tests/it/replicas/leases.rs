@@ -180,3 +180,39 @@ async fn a_killed_replicas_slice_comes_back_after_its_ttl() {
     let (window, records, _) = settled(&db.url, &s.project_id).await;
     assert_eq!((window, records), (limit, limit), "nothing double-counted, nothing lost");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_held_through_an_admin_write_still_admits_what_it_covers() {
+    let mock = Mock::start(mini_reply).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let timing = "lease_ttl_ms = 5000\nlease_idle_ms = 600000";
+    let holder = Replica::start(&db.url, &mock.url(), timing).await;
+    let other = Replica::start(&db.url, &mock.url(), timing).await;
+    let s = seed_at(holder.admin).await;
+    let limit = dec(ACTUAL) * Decimal::from(10);
+    hard_budget(&holder, "project", &s.project_id, &limit.to_string()).await;
+    let client = client();
+    // The holder leases 3 requests and spends 1; the other replica takes all the rest.
+    assert_eq!(spend_one(&client, &holder, &s.key).await, 200);
+    eventually(Duration::from_secs(5), "the first record written", || async {
+        settled(&db.url, &s.project_id).await.2 == 1
+    })
+    .await;
+    let mut others = 0;
+    while spend_one(&client, &other, &s.key).await == 200 {
+        others += 1;
+    }
+    assert_eq!(others, 7);
+    // Any admin write makes every lease stale; the holder's 2 requests are still its own.
+    assert_eq!(
+        holder
+            .admin("POST", "/v1/organizations", Some(serde_json::json!({"name": "unrelated"})))
+            .await
+            .status,
+        201
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(spend_one(&client, &holder, &s.key).await, 200, "refused a request its slice covers");
+    assert_eq!(spend_one(&client, &holder, &s.key).await, 200);
+    assert_eq!(spend_one(&client, &holder, &s.key).await, 402);
+}
