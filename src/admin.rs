@@ -114,14 +114,29 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBo
 pub async fn handle(state: Arc<AdminState>, request: Request<Incoming>) -> Response<ProxyBody> {
     let writes = request.method() != Method::GET && request.method() != Method::HEAD;
     let result = route(&state, request).await;
-    if writes {
+    if writes && may_have_written(&result) {
         // Also when the write failed half way (committed, then an error): a stale cache
-        // entry must never outlive a change, so every write attempt invalidates.
+        // entry must never outlive a change. A request refused before it reached the
+        // store (no token, no route, a bad body) changed nothing: it must not empty the
+        // caches, or a flood of them would send every proxied request to the database.
         state.invalidate();
     }
     match result {
         Ok(response) => response,
         Err(e) => e.into_response(),
+    }
+}
+
+/// Whether an admin request got far enough to change the database.
+fn may_have_written(result: &Result<Response<ProxyBody>, AdminError>) -> bool {
+    match result {
+        Ok(_) | Err(AdminError::Store(_)) => true,
+        Err(
+            AdminError::BadRequest { .. }
+            | AdminError::Unauthorized
+            | AdminError::NoRoute
+            | AdminError::MethodNotAllowed,
+        ) => false,
     }
 }
 

@@ -125,3 +125,35 @@ async fn crud_round_trip_with_pagination_and_no_plaintext_after_creation() {
     let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, "{}")).await;
     assert_eq!(got.status, 401);
 }
+
+#[tokio::test]
+async fn refused_admin_requests_do_not_empty_the_caches() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let s = app.seed().await;
+    let url = app.url("/v1/chat/completions");
+    assert_eq!(send(&client(), openai_post(&url, &s.key, "{}")).await.status, 200);
+    // Revoked behind tollgate's back (no admin write, no change counter): only a cache
+    // reload would notice, so the key's next answer says whether the cache was emptied.
+    let pool = sqlx::SqlitePool::connect(&app.db_url()).await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = '2026-01-01T00:00:00.000000Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    for _ in 0..20 {
+        let unauthenticated = Request::post(format!("http://{}/v1/organizations", app.admin))
+            .body(Full::new(Bytes::from_static(b"{\"name\":\"x\"}")))
+            .unwrap();
+        assert_eq!(send(&client(), unauthenticated).await.status, 401);
+        assert_eq!(app.admin("POST", "/x", Some(json!({}))).await.status, 404);
+        assert_eq!(app.admin("POST", "/v1/budgets", Some(json!({"scope": "team"}))).await.status, 400);
+    }
+    assert_eq!(
+        send(&client(), openai_post(&url, &s.key, "{}")).await.status,
+        200,
+        "a refused request emptied the caches"
+    );
+    // A real write does.
+    assert_eq!(app.admin("POST", "/v1/organizations", Some(json!({"name": "real"}))).await.status, 201);
+    assert_eq!(send(&client(), openai_post(&url, &s.key, "{}")).await.status, 403);
+}
