@@ -71,12 +71,19 @@ pub fn looks_like_key(s: &str) -> bool {
         && s[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// Unknown keys remembered at most (then the set starts over).
+const MAX_UNKNOWN_KEYS: usize = 100_000;
+
 /// Cached identity lookups, keyed by key hash or by (user, project) header pair.
 #[derive(Debug)]
 pub struct Identities {
     store: Store,
     by_key: DashMap<[u8; 32], Arc<Identity>>,
     by_headers: DashMap<(String, Uuid), Arc<Identity>>,
+    /// Hashes of well-formed keys the database does not know, so a stream of made-up keys
+    /// costs one query each at most once until the next admin write (bounded: emptied
+    /// when full).
+    unknown: DashMap<[u8; 32], ()>,
     /// Bumped by every invalidation so a lookup that raced with a write cannot
     /// put the stale row back into the cache.
     generation: AtomicU64,
@@ -89,6 +96,7 @@ impl Identities {
             store,
             by_key: DashMap::new(),
             by_headers: DashMap::new(),
+            unknown: DashMap::new(),
             generation: AtomicU64::new(0),
         }
     }
@@ -98,6 +106,7 @@ impl Identities {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.by_key.clear();
         self.by_headers.clear();
+        self.unknown.clear();
     }
 
     /// Authenticates a presented tollgate key.
@@ -106,13 +115,19 @@ impl Identities {
             return Err(AuthError::Unknown);
         }
         let hash = hash_key(presented);
+        if self.unknown.contains_key(&hash) {
+            return Err(AuthError::Unknown);
+        }
         let cached = self.by_key.get(&hash).map(|e| Arc::clone(e.value()));
         let identity = match cached {
             Some(i) => i,
             None => {
                 let generation = self.generation.load(Ordering::SeqCst);
                 let loaded = self.store.identity_by_key_hash(&hash).await?;
-                let Some(loaded) = loaded else { return Err(AuthError::Unknown) };
+                let Some(loaded) = loaded else {
+                    self.remember_unknown(hash, generation);
+                    return Err(AuthError::Unknown);
+                };
                 let loaded = Arc::new(loaded);
                 self.by_key.insert(hash, Arc::clone(&loaded));
                 if self.generation.load(Ordering::SeqCst) != generation {
@@ -126,6 +141,18 @@ impl Identities {
             return Err(AuthError::Unknown);
         }
         check_active(identity)
+    }
+
+    /// Remembers a key the database does not know, unless an admin write (which may have
+    /// created it) happened since the lookup started.
+    fn remember_unknown(&self, hash: [u8; 32], generation: u64) {
+        if self.unknown.len() >= MAX_UNKNOWN_KEYS {
+            self.unknown.clear();
+        }
+        self.unknown.insert(hash, ());
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.unknown.remove(&hash);
+        }
     }
 
     /// Attributes a call from `x-tollgate-user` / `x-tollgate-project` (headers mode).

@@ -157,3 +157,34 @@ async fn refused_admin_requests_do_not_empty_the_caches() {
     assert_eq!(app.admin("POST", "/v1/organizations", Some(json!({"name": "real"}))).await.status, 201);
     assert_eq!(send(&client(), openai_post(&url, &s.key, "{}")).await.status, 403);
 }
+
+#[tokio::test]
+async fn an_unknown_key_costs_one_lookup_until_the_next_admin_write() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let s = app.seed().await;
+    let url = app.url("/v1/chat/completions");
+    let made_up = tollgate::identity::generate_key();
+    assert_eq!(send(&client(), openai_post(&url, &made_up.plaintext, "{}")).await.status, 401);
+    // The key appears in the database behind tollgate's back: the remembered miss still
+    // answers (no query per attempt), until an admin write empties the caches.
+    let pool = sqlx::SqlitePool::connect(&app.db_url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO api_keys (id, organization_id, project_id, user_id, name, key_hash, prefix, created_at)
+         VALUES (?, ?, ?, ?, NULL, ?, ?, '2026-01-01T00:00:00.000000Z')",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&s.org_id)
+    .bind(&s.project_id)
+    .bind(&s.user_id)
+    .bind(hex::encode(made_up.hash))
+    .bind(&made_up.prefix)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    for _ in 0..5 {
+        assert_eq!(send(&client(), openai_post(&url, &made_up.plaintext, "{}")).await.status, 401);
+    }
+    assert_eq!(app.admin("POST", "/v1/organizations", Some(json!({"name": "any write"}))).await.status, 201);
+    assert_eq!(send(&client(), openai_post(&url, &made_up.plaintext, "{}")).await.status, 200);
+}
