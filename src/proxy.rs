@@ -123,6 +123,13 @@ async fn pipeline(
     // The upstream hop negotiates its own version (ALPN); the client's does not carry over.
     parts.version = http::Version::HTTP_11;
     let Some(api) = api else {
+        // Unpriceable but maybe billed (images, audio, batches, files): no estimate, but an
+        // exhausted hard budget cannot be bypassed through such an endpoint.
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            admit(state, &identity, rust_decimal::Decimal::ZERO, created_at)
+                .await?
+                .settle(rust_decimal::Decimal::ZERO);
+        }
         let body = Limited::new(body, config.max_request_bytes as usize).boxed();
         return forward(state, Request::from_parts(parts, body)).await;
     };

@@ -278,9 +278,12 @@ impl Budgets {
                 }
                 continue;
             }
+            // A request with no estimate needs some room left: at the limit it is refused.
             let fits = match self.mode {
-                AdmissionMode::Reserve => c.spent + c.reserved + estimate <= budget.limit_usd,
-                AdmissionMode::Spent => c.spent + c.reserved < budget.limit_usd,
+                AdmissionMode::Reserve if !estimate.is_zero() => {
+                    c.spent + c.reserved + estimate <= budget.limit_usd
+                }
+                _ => c.spent + c.reserved < budget.limit_usd,
             };
             if !fits {
                 return Err(Shortfall::Refused(Box::new(Refusal {

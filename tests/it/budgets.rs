@@ -362,3 +362,29 @@ async fn a_budget_created_right_after_spending_counts_spend_not_yet_written() {
     assert_eq!(got.status, 402, "the first request's spend was missed");
     assert_eq!(dec(&status(&app, &b).await["spent_usd"]), Decimal::from_str(ACTUAL).unwrap());
 }
+
+#[tokio::test]
+async fn an_exhausted_budget_cannot_be_bypassed_through_an_unmetered_endpoint() {
+    let app = spawn_app(mini_reply).await;
+    let s = app.seed().await;
+    budget(&app, "user", &s.user_id, ACTUAL, "daily", true).await;
+    let images = |key: &str| {
+        openai_post(&app.url("/v1/images/generations"), key, r#"{"model":"gpt-image-1","prompt":"a gate"}"#)
+    };
+    // Room left: an unmetered POST passes (nothing to price, nothing reserved).
+    assert_eq!(send(&client(), images(&s.key)).await.status, 200);
+    // One metered request spends the budget exactly: at the limit, the POST is refused
+    // and never reaches the upstream; a GET of the model list still passes.
+    let chat = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, &mini_body())).await;
+    assert_eq!(chat.status, 200);
+    let seen = app.mock.requests().len();
+    let refused = send(&client(), images(&s.key)).await;
+    assert_eq!(refused.status, 402, "{:?}", refused.body);
+    assert!(refused.json()["error"]["message"].as_str().unwrap().contains("budget exceeded"));
+    assert_eq!(app.mock.requests().len(), seen, "the refused request reached the upstream");
+    let models = Request::get(app.url("/v1/models"))
+        .header("authorization", format!("Bearer {}", s.key))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(&client(), models).await.status, 200);
+}
