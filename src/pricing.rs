@@ -55,6 +55,8 @@ pub struct ModelPrice {
     pub date: Option<String>,
     /// How far the price is trusted (`high`, `medium`, `low`).
     pub confidence: Option<String>,
+    /// Who sells the model (`openai`, `anthropic`, `gemini`, `deepseek`, ...).
+    pub vendor: Option<String>,
 }
 
 /// Errors from loading or validating prices; messages name the entry and the field.
@@ -191,6 +193,7 @@ impl RawModelPrice {
             source: self.source,
             date: self.date,
             confidence: self.confidence,
+            vendor: self.vendor,
         })
     }
 }
@@ -315,6 +318,18 @@ impl PriceList {
             }
         }
         Self::indexed(models)
+    }
+
+    /// The highest input and output prices (any tier) among the entries `include` picks by
+    /// vendor: what a request whose model cannot be priced is estimated at, so it cannot
+    /// pass a hard budget with a zero reservation.
+    pub fn highest(&self, include: impl Fn(Option<&str>) -> bool) -> Option<(Decimal, Decimal)> {
+        self.models
+            .iter()
+            .filter(|m| include(m.vendor.as_deref()))
+            .flat_map(|m| std::iter::once(&m.base).chain(m.long_context.as_ref().map(|(_, p)| p)))
+            .map(|p| (p.input, p.output))
+            .reduce(|(i, o), (pi, po)| (i.max(pi), o.max(po)))
     }
 
     /// Every entry, in file order (overrides that added a model come last).

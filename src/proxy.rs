@@ -152,7 +152,7 @@ async fn pipeline(
     parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     let estimate = metering::estimate_cost(
         &config.prices,
-        &provider.name,
+        provider,
         &facts,
         bytes.len() as u64,
         config.default_max_output_tokens,

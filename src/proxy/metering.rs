@@ -12,6 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::budget::Admission;
+use crate::config::{Provider, ProviderKind};
 use crate::ledger::Ledger;
 use crate::pricing::PriceList;
 use crate::store::{CostRecord, Identity, UsageSource};
@@ -87,23 +88,41 @@ pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
 
 /// The admission estimate: input tokens bounded by the body's bytes (no tokenizer emits
 /// more tokens than UTF-8 bytes of text), output at the request's cap, priced with the
-/// model's prices; zero for a model with no price.
+/// model's prices. A model that cannot be known or priced (an Azure deployment path, a
+/// tuned model, a body that is not JSON) is estimated at the highest prices listed for
+/// the provider's kind, so it cannot slip past a hard budget with a zero reservation.
 pub fn estimate_cost(
     prices: &PriceList,
-    provider: &str,
+    provider: &Provider,
     facts: &RequestFacts,
     body_bytes: u64,
     default_max_output_tokens: u64,
 ) -> Decimal {
-    let Some(price) = facts.model.as_deref().and_then(|m| prices.resolve(provider, m)) else {
-        return Decimal::ZERO;
-    };
     let usage = Usage {
         input_tokens: body_bytes,
         output_tokens: facts.max_output_tokens.unwrap_or(default_max_output_tokens),
         ..Usage::default()
     };
-    price.price.cost(&usage)
+    if let Some(price) = facts.model.as_deref().and_then(|m| prices.resolve(&provider.name, m)) {
+        return price.price.cost(&usage);
+    }
+    let kind = provider.kind;
+    let Some((input, output)) = prices.highest(|vendor| vendor_kind(vendor) == kind) else {
+        return Decimal::ZERO;
+    };
+    let total = Decimal::from(usage.input_tokens).saturating_mul(input)
+        + Decimal::from(usage.output_tokens).saturating_mul(output);
+    (total / Decimal::from(1_000_000u64)).normalize()
+}
+
+/// The provider kind that serves a price list vendor's models (every vendor other than
+/// Anthropic and Google is reached through the OpenAI-compatible kind).
+fn vendor_kind(vendor: Option<&str>) -> ProviderKind {
+    match vendor {
+        Some("anthropic") => ProviderKind::Anthropic,
+        Some("gemini" | "google") => ProviderKind::Gemini,
+        _ => ProviderKind::OpenAi,
+    }
 }
 
 /// Shared metering state: the ledger and the once-per-model warning set.

@@ -388,3 +388,45 @@ async fn an_exhausted_budget_cannot_be_bypassed_through_an_unmetered_endpoint() 
         .unwrap();
     assert_eq!(send(&client(), models).await.status, 200);
 }
+
+#[tokio::test]
+async fn requests_for_an_unpriceable_model_reserve_the_highest_price_of_their_kind() {
+    let app = spawn_app(|seen| {
+        // Every answer's body takes 8 s after its head, so all the requests are in flight
+        // at once, however slowly the 200 connections open.
+        let mut reply = mini_reply(seen);
+        reply.steps.insert(0, Step::Sleep(std::time::Duration::from_secs(8)));
+        reply
+    })
+    .await;
+    let s = app.seed().await;
+    let id = budget(&app, "user", &s.user_id, "0.000000001", "daily", true).await;
+    let body =
+        r#"{"model":"ft:my-tuned-model","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
+    let url = app.url("/v1/chat/completions");
+    // Its estimate is not zero: the refusal says what it is.
+    let refused = send(&client(), openai_post(&url, &s.key, body)).await;
+    assert_eq!(refused.status, 402);
+    let message = refused.json()["error"]["message"].as_str().unwrap().to_owned();
+    let estimate = message.split("estimate $").nth(1).and_then(|m| m.split(';').next()).unwrap();
+    let estimate = Decimal::from_str(estimate).unwrap();
+    assert!(estimate > Decimal::ZERO, "{message}");
+    // Refused before anything was sent upstream.
+    assert!(app.mock.requests().is_empty());
+    let limit = estimate * Decimal::from(10);
+    let patch = json!({"limit_usd": limit.to_string()});
+    assert_eq!(app.admin("PATCH", &format!("/v1/budgets/{id}"), Some(patch)).await.status, 200);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (client, key, url) = (client(), s.key.clone(), url.clone());
+        tasks.push(tokio::spawn(async move { send(&client, openai_post(&url, &key, body)).await.status }));
+    }
+    let mut admitted = 0;
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(status == 200 || status == 402, "{status}");
+        admitted += usize::from(status == 200);
+    }
+    assert!(admitted <= 10, "{admitted} unpriceable requests admitted against a budget for 10");
+    assert!(admitted >= 1);
+}
