@@ -150,6 +150,11 @@ async fn pipeline(
         None => (bytes, false),
     };
     parts.headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    if injected {
+        // The usage chunk tollgate asked for is removed from what the client sees, which
+        // needs the stream in clear: a compressed one could only be passed through whole.
+        parts.headers.remove(http::header::ACCEPT_ENCODING);
+    }
     let estimate = metering::estimate_cost(
         &config.prices,
         provider,

@@ -125,6 +125,11 @@ fn vendor_kind(vendor: Option<&str>) -> ProviderKind {
     }
 }
 
+/// Unpriced model names warned about once each, at most (then no more warnings).
+const MAX_WARNED_MODELS: usize = 1000;
+/// Characters of a client-chosen model name that reach the log.
+const MAX_LOGGED_MODEL_CHARS: usize = 100;
+
 /// Shared metering state: the ledger and the once-per-model warning set.
 pub struct Metering {
     pub ledger: Ledger,
@@ -138,6 +143,12 @@ impl Metering {
     }
 
     fn warn_unpriced(&self, provider: &str, model: &str) {
+        // Model names are the client's to choose: remember a bounded number of them, and
+        // log at most the start of each.
+        if self.warned_unpriced.len() >= MAX_WARNED_MODELS {
+            return;
+        }
+        let model: String = model.chars().take(MAX_LOGGED_MODEL_CHARS).collect();
         if self.warned_unpriced.insert(format!("{provider}/{model}")) {
             tracing::warn!(
                 provider,

@@ -280,7 +280,9 @@ async fn injected_usage_is_metered_and_hidden_from_the_client() {
             .unwrap(),
     )
     .await;
-    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await;
+    let mut request = openai_post(&app.url("/v1/chat/completions"), &s.key, body);
+    request.headers_mut().insert("accept-encoding", http::HeaderValue::from_static("gzip, br"));
+    let got = send(&client(), request).await;
     assert_eq!(got.status, 200);
     assert_eq!(
         String::from_utf8_lossy(&got.body),
@@ -289,6 +291,9 @@ async fn injected_usage_is_metered_and_hidden_from_the_client() {
     );
     let forwarded: Value = serde_json::from_slice(&app.mock.last().body).unwrap();
     assert_eq!(forwarded["stream_options"]["include_usage"], true);
+    // A stream tollgate rewrites must come back in clear (a compressed one would carry
+    // the usage chunk to the client).
+    assert!(app.mock.last().headers.get("accept-encoding").is_none(), "accept-encoding forwarded");
     let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
     assert_eq!(r.usage_source, UsageSource::Reported);
     assert_eq!((r.input_tokens, r.cached_input_tokens, r.output_tokens), (Some(1000), Some(200), Some(4)));
