@@ -178,6 +178,7 @@ async fn pipeline(
         metering: Arc::clone(&state.metering),
         admission: Some(admission),
         settled: false,
+        unanswered: false,
     };
     let request = Request::from_parts(parts, full(bytes));
     let response = match forward::send(
@@ -189,9 +190,14 @@ async fn pipeline(
     .await
     {
         Ok(response) => response,
-        Err(e) => {
-            pending.settle(e.status().as_u16(), None);
-            return Err(e);
+        Err(failed) => {
+            let status = failed.error.status().as_u16();
+            if failed.maybe_billed {
+                pending.settle_unanswered(status);
+            } else {
+                pending.settle(status, None);
+            }
+            return Err(failed.error);
         }
     };
     let mut response = observe(config, provider, api, response, pending, injected);
@@ -372,8 +378,9 @@ fn prepare_headers(
 /// Sends an unmetered request upstream; the answer streams back untouched.
 async fn forward(state: &ProxyState, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
     let config = &state.config;
-    let response =
-        forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes).await?;
+    let response = forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes)
+        .await
+        .map_err(|failed| failed.error)?;
     let (parts, incoming) = response_head(response);
     let body = IdleTimeoutBody::new(incoming, config.idle_timeout).boxed();
     Ok(Response::from_parts(parts, body))

@@ -177,6 +177,9 @@ pub struct Pending {
     /// Set once the record is handed to the ledger; dropping an unsettled request
     /// settles it (the client left before the response head arrived).
     pub settled: bool,
+    /// The request was sent but no answer came (a timeout, a reset): the provider may
+    /// bill it, so it is recorded as estimated, not as free.
+    pub unanswered: bool,
 }
 
 /// Status recorded for a request whose client went away before the response head.
@@ -196,6 +199,13 @@ impl Pending {
     /// Prices and records the outcome; `observation` is `None` when no response came.
     pub fn settle(mut self, status: u16, observation: Option<Observation>) {
         self.settle_once(status, observation.as_ref());
+    }
+
+    /// Records a request that left tollgate but got no response head (`status` is the
+    /// 502 or 504 the client gets): estimated from the request, since it may be billed.
+    pub fn settle_unanswered(mut self, status: u16) {
+        self.unanswered = true;
+        self.settle_once(status, None);
     }
 
     fn settle_once(&mut self, status: u16, observation: Option<&Observation>) {
@@ -218,7 +228,9 @@ impl Pending {
             (Some(u), Some(m)) if m.complete => (Some(u), UsageSource::Reported),
             (Some(u), Some(_)) => (Some(u), UsageSource::Partial),
             (None, Some(_)) if success => (Some(self.estimate(observation)), UsageSource::Estimated),
-            (None, None) if status == CLIENT_CLOSED => (Some(self.estimate(None)), UsageSource::Estimated),
+            (None, None) if status == CLIENT_CLOSED || self.unanswered => {
+                (Some(self.estimate(None)), UsageSource::Estimated)
+            }
             // Nothing to meter (an error response): counts are unknown (null), cost 0.
             _ => (None, UsageSource::None),
         };

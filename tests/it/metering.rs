@@ -249,6 +249,25 @@ async fn unreachable_upstream_still_records_the_attempt() {
     assert_eq!((r.status_code, r.usage_source), (502, UsageSource::None));
 }
 
+#[tokio::test]
+async fn a_request_sent_but_never_answered_is_recorded_as_estimated_not_free() {
+    // The provider got the request and went silent: it may well bill it.
+    let app = spawn_app(|_| {
+        let mut r = Reply::json(200, "{}");
+        r.head_delay = std::time::Duration::from_secs(10);
+        r
+    })
+    .await;
+    let s = app.seed().await;
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"think for a long time"}]}"#;
+    let got = send(&client(), openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await;
+    assert_eq!(got.status, 504);
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!((r.status_code, r.usage_source), (504, UsageSource::Estimated));
+    assert_eq!(r.input_tokens, Some((body.len() as u64).div_ceil(4)));
+    assert!(r.cost_usd > Decimal::ZERO && r.priced, "{r:?}");
+}
+
 fn openai_like_stream(seen: &Seen) -> Reply {
     let body: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
     let usage = body["stream_options"]["include_usage"] == true;
