@@ -149,6 +149,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         move |req| proxy::handle(Arc::clone(&proxy_state), req),
         signal(watch_rx.clone()),
         grace,
+        config.client_limits,
     ));
     let admin_task = tokio::spawn(server::serve(
         "admin",
@@ -157,6 +158,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         move |req| admin::handle(Arc::clone(&admin_state), req),
         signal(watch_rx.clone()),
         grace,
+        config.client_limits,
     ));
     let keep_leases = tokio::spawn({
         let budgets = Arc::clone(&budgets);

@@ -133,6 +133,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
     pub upstream_ca_file: Option<PathBuf>,
+    /// Client connections: time to send a request's head, and how many may be open.
+    pub client_limits: crate::server::ClientLimits,
     pub admin_listen: SocketAddr,
     pub admin_token: Option<String>,
     pub database_url: String,
@@ -345,6 +347,10 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         first_byte_timeout: ms(s.first_byte_timeout_ms),
         idle_timeout: ms(s.idle_timeout_ms),
         shutdown_grace: ms(s.shutdown_grace_ms),
+        client_limits: crate::server::ClientLimits {
+            head_timeout: ms(s.head_timeout_ms.max(1)),
+            max_connections: s.max_connections.max(1),
+        },
         upstream_ca_file: s
             .upstream_ca_file
             .map(|f| expand_env(&f, "server.upstream_ca_file", env).map(PathBuf::from))

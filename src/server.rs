@@ -19,10 +19,41 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::body::ProxyBody;
 
-/// Longest a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest a client may take to finish the TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP/2 connection preface: the bytes that tell an HTTP/2 client from HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a client connection may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    /// Longest a client may take to send a request's head (TLS handshake, the bytes that
+    /// tell HTTP/1 from HTTP/2, the HTTP/2 preface, HTTP/1 headers).
+    pub head_timeout: Duration,
+    /// Connections open at once; past it the listener stops accepting until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits { head_timeout: Duration::from_secs(30), max_connections: 10_000 }
+    }
+}
+
+/// Waits until the client has sent enough to tell HTTP/1 from HTTP/2 (the whole HTTP/2
+/// preface, or a first byte that cannot start it), without consuming it. hyper reads
+/// these bytes without a deadline, so a client that sends `PRI` and stalls would hold
+/// the connection forever.
+async fn first_bytes(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 24];
+    loop {
+        stream.readable().await?;
+        match stream.peek(&mut buf).await? {
+            0 => return Ok(()), // closed: hyper sees the end
+            n if n >= H2_PREFACE.len() || buf[..n] != H2_PREFACE[..n] => return Ok(()),
+            // Part of the preface: wait for more (peek returns at once while data waits).
+            _ => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
 
 /// Why TLS for the listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +97,7 @@ pub async fn serve<H, F>(
     handler: H,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
+    limits: ClientLimits,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -74,13 +106,24 @@ pub async fn serve<H, F>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper enforces its header read timeout only with a timer: slow-loris clients
     // cannot hold a connection open forever.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.head_timeout);
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Connections still waiting for their first bytes (or TLS handshake) hold a graceful
+    // shutdown watcher without serving anything: at shutdown they give up at once.
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     // Every connection task, so the ones still open after the grace period can be
     // cancelled (and their requests settled) before the ledger is flushed.
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         while connections.try_join_next().is_some() {}
+        // At the connection limit, stop accepting (new clients wait in the kernel's
+        // queue) until an open connection ends.
+        let permit = tokio::select! {
+            permit = Arc::clone(&open).acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -103,10 +146,28 @@ pub async fn serve<H, F>(
         let builder = builder.clone();
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
+                let head_timeout = limits.head_timeout;
+                let mut closing = closing_rx.clone();
                 connections.spawn(async move {
-                    if let Err(e) = conn.await {
+                    let _permit = permit;
+                    let waited = tokio::select! {
+                        waited = tokio::time::timeout(head_timeout, first_bytes(&stream)) => waited,
+                        _ = closing.wait_for(|c| *c) => return,
+                    };
+                    match waited {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %peer, "no request head in time; closing");
+                            return;
+                        }
+                    }
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
                     }
                 });
@@ -114,19 +175,25 @@ pub async fn serve<H, F>(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
+                let head_timeout = limits.head_timeout;
+                let mut closing = closing_rx.clone();
                 connections.spawn(async move {
-                    let tls_stream =
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
+                    let _permit = permit;
+                    let handshake = tokio::select! {
+                        handshake = tokio::time::timeout(head_timeout, acceptor.accept(stream)) => handshake,
+                        _ = closing.wait_for(|c| *c) => return,
+                    };
+                    let tls_stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
                     let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
@@ -136,6 +203,7 @@ pub async fn serve<H, F>(
         }
     }
     drop(listener);
+    let _ = closing_tx.send(true);
     tracing::info!(listener = name, "stopped accepting; draining open connections");
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(

@@ -105,6 +105,8 @@ pub(super) struct RawServer {
     pub(super) idle_timeout_ms: u64,
     pub(super) shutdown_grace_ms: u64,
     pub(super) upstream_ca_file: Option<String>,
+    pub(super) head_timeout_ms: u64,
+    pub(super) max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -121,6 +123,8 @@ impl Default for RawServer {
             idle_timeout_ms: 300_000,
             shutdown_grace_ms: 30_000,
             upstream_ca_file: None,
+            head_timeout_ms: 30_000,
+            max_connections: 10_000,
         }
     }
 }

@@ -399,3 +399,46 @@ async fn unmetered_deny_and_unknown_model_reject_refuse_before_the_upstream() {
     assert_eq!(got.status, 200);
     assert_eq!(app.mock.requests().len(), 1, "only the metered request went upstream");
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_in_the_http2_preface_is_closed_after_the_head_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with_server_extra(Mock::start(|_| ok_json()).await, "head_timeout_ms = 300").await;
+    let started = std::time::Instant::now();
+    let mut stalled = tokio::net::TcpStream::connect(app.proxy).await.unwrap();
+    stalled.write_all(b"PRI").await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "still open after 5 s: {read:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Clients that do send a request are served as before, over HTTP/1.1 and HTTP/2.
+    let s = app.seed().await;
+    for client in [client(), h2_client()] {
+        assert_eq!(send(&client, openai_post(&app.url("/v1/models"), &s.key, "")).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn past_the_connection_limit_a_client_waits_until_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with_server_extra(Mock::start(|_| ok_json()).await, "max_connections = 1").await;
+    let s = app.seed().await;
+    let holder = tokio::net::TcpStream::connect(app.proxy).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut waiting = tokio::net::TcpStream::connect(app.proxy).await.unwrap();
+    let request = format!(
+        "GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        s.key
+    );
+    waiting.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(500), waiting.read_to_end(&mut answer)).await;
+    assert!(early.is_err(), "served past the limit: {}", String::from_utf8_lossy(&answer));
+    drop(holder);
+    tokio::time::timeout(Duration::from_secs(5), waiting.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -143,3 +143,15 @@ async fn streams_still_open_after_the_grace_period_are_cut_and_recorded() {
     assert_eq!(records[0].usage_source, tollgate::store::UsageSource::Partial);
     assert_eq!(records[0].input_tokens, Some(40));
 }
+
+#[tokio::test]
+async fn a_connection_that_never_sent_a_byte_does_not_hold_up_shutdown() {
+    let mut app = spawn_app(|_| Reply::json(200, "{}")).await;
+    // Clients' pools open connections they may never use.
+    let _silent = tokio::net::TcpStream::connect(app.proxy).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let running = app.running.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown()).await.expect("shutdown held up");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
