@@ -18,6 +18,11 @@ pub fn dec(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()
 }
 
+/// A UTC time from RFC 3339 text.
+pub fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
 /// Builds entities in one store.
 pub struct Factory {
     pub store: Store,

@@ -9,7 +9,7 @@ use tollgate::window::Period;
 use uuid::Uuid;
 
 use crate::contract::contract_tests;
-use crate::factory::{cost_record, dec, Factory};
+use crate::factory::{at, cost_record, dec, Factory};
 
 contract_tests!(
     a_replayed_batch_counts_only_its_new_records,
@@ -18,10 +18,6 @@ contract_tests!(
     windows_roll_over_at_utc_calendar_boundaries,
     cost_records_filter_and_page,
 );
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 async fn a_replayed_batch_counts_only_its_new_records(f: Factory) {
     let s = &f.store;

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use rust_decimal::Decimal;
 use tollgate::store::{self, CostRecord, GroupBy, PoolSettings, RecordFilter, SpendRow};
 
 use crate::contract::contract_tests;
-use crate::factory::{cost_record, Factory};
+use crate::factory::{at, cost_record, Factory};
 
 contract_tests!(
     reports_equal_the_records_for_any_range_filter_and_grouping,
@@ -27,10 +27,6 @@ const GROUPINGS: [GroupBy; 7] = [
     GroupBy::Provider,
     GroupBy::Day,
 ];
-
-fn at(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
 
 /// The report, computed from the records (the oracle).
 fn expected(records: &[CostRecord], f: &RecordFilter, group_by: GroupBy) -> Vec<SpendRow> {
