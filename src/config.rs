@@ -350,6 +350,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         client_limits: crate::server::ClientLimits {
             head_timeout: ms(s.head_timeout_ms.max(1)),
             max_connections: s.max_connections.max(1),
+            body_timeout: ms(s.body_timeout_ms.max(1)),
         },
         upstream_ca_file: s
             .upstream_ca_file

@@ -24,6 +24,8 @@ pub enum ProxyError {
     BudgetExceeded(String),
     #[error("request body is larger than {0} bytes")]
     TooLarge(u64),
+    #[error("request body not received within {0} ms")]
+    BodyTimeout(u128),
     #[error("provider '{0}' has no api_key configured")]
     ProviderKeyMissing(String),
     #[error("identity store unavailable")]
@@ -43,6 +45,7 @@ impl ProxyError {
             ProxyError::Revoked(_) => StatusCode::FORBIDDEN,
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ProxyError::UnknownModel(_) => StatusCode::BAD_REQUEST,
             ProxyError::ProviderKeyMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,6 +63,7 @@ impl ProxyError {
             ProxyError::Revoked(_) => "key_revoked",
             ProxyError::NotFound(_) => "not_found",
             ProxyError::TooLarge(_) => "request_too_large",
+            ProxyError::BodyTimeout(_) => "request_timeout",
             ProxyError::BudgetExceeded(_) => "budget_exceeded",
             ProxyError::UnknownModel(_) => "unknown_model",
             ProxyError::ProviderKeyMissing(_) => "provider_not_configured",

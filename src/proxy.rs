@@ -134,7 +134,11 @@ async fn pipeline(
         return forward(state, Request::from_parts(parts, body)).await;
     };
 
-    let bytes = read_body(body, config.max_request_bytes).await?;
+    // A client that stalls mid-body must not hold a connection and a task forever.
+    let bytes =
+        tokio::time::timeout(config.client_limits.body_timeout, read_body(body, config.max_request_bytes))
+            .await
+            .map_err(|_| ProxyError::BodyTimeout(config.client_limits.body_timeout.as_millis()))??;
     let mut facts = metering::request_facts(api, &decoded_path, &bytes);
     if facts.model.is_none() {
         facts.model = provider.default_model.clone();

@@ -30,11 +30,18 @@ pub struct ClientLimits {
     pub head_timeout: Duration,
     /// Connections open at once; past it the listener stops accepting until one closes.
     pub max_connections: usize,
+    /// Longest a client may take to send a metered request's body (tollgate reads it
+    /// whole to know the model); past it the request gets 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for ClientLimits {
     fn default() -> Self {
-        ClientLimits { head_timeout: Duration::from_secs(30), max_connections: 10_000 }
+        ClientLimits {
+            head_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            body_timeout: Duration::from_secs(60),
+        }
     }
 }
 

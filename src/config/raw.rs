@@ -106,6 +106,7 @@ pub(super) struct RawServer {
     pub(super) shutdown_grace_ms: u64,
     pub(super) upstream_ca_file: Option<String>,
     pub(super) head_timeout_ms: u64,
+    pub(super) body_timeout_ms: u64,
     pub(super) max_connections: usize,
 }
 
@@ -124,6 +125,7 @@ impl Default for RawServer {
             shutdown_grace_ms: 30_000,
             upstream_ca_file: None,
             head_timeout_ms: 30_000,
+            body_timeout_ms: 60_000,
             max_connections: 10_000,
         }
     }

@@ -442,3 +442,22 @@ async fn past_the_connection_limit_a_client_waits_until_one_closes() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_gets_408_and_nothing_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with_server_extra(Mock::start(|_| ok_json()).await, "body_timeout_ms = 300").await;
+    let s = app.seed().await;
+    let mut stalled = tokio::net::TcpStream::connect(app.proxy).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\":",
+        s.key
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(app.mock.requests().is_empty(), "a half-received request reached the upstream");
+}
