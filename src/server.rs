@@ -95,6 +95,33 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupErro
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Runs `step` of a connection that has not sent a request yet (its first bytes, the TLS
+/// handshake) within `head_timeout`; `None` when it failed, timed out or the listener is
+/// shutting down (the connection is then dropped).
+async fn before_head<T>(
+    step: impl Future<Output = std::io::Result<T>>,
+    head_timeout: Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    name: &'static str,
+    peer: std::net::SocketAddr,
+) -> Option<T> {
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(head_timeout, step) => outcome,
+        _ = closing.wait_for(|c| *c) => return None,
+    };
+    match outcome {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(listener = name, %peer, "no request head in time; closing");
+            None
+        }
+    }
+}
+
 /// Serves connections from `listener` until `shutdown` resolves, then waits up to
 /// `grace` for open connections (and their streams) to finish.
 pub async fn serve<H, F>(
@@ -151,63 +178,37 @@ pub async fn serve<H, F>(
             async move { Ok::<_, Infallible>(handler(req).await) }
         });
         let builder = builder.clone();
-        match &tls {
-            None => {
-                let watcher = graceful.watcher();
-                let head_timeout = limits.head_timeout;
-                let mut closing = closing_rx.clone();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    let waited = tokio::select! {
-                        waited = tokio::time::timeout(head_timeout, first_bytes(&stream)) => waited,
-                        _ = closing.wait_for(|c| *c) => return,
+        let watcher = graceful.watcher();
+        let head_timeout = limits.head_timeout;
+        let closing = closing_rx.clone();
+        let acceptor = tls.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            // Until the first bytes (or the TLS handshake) are in, the connection serves
+            // nothing: it has the head timeout, and gives up at shutdown.
+            let Some(()) = before_head(first_bytes(&stream), head_timeout, closing.clone(), name, peer).await
+            else {
+                return;
+            };
+            let served = match acceptor {
+                None => {
+                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                }
+                Some(acceptor) => {
+                    let Some(tls_stream) =
+                        before_head(acceptor.accept(stream), head_timeout, closing, name, peer).await
+                    else {
+                        return;
                     };
-                    match waited {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::debug!(listener = name, %peer, error = %e, "connection failed before a request");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = name, %peer, "no request head in time; closing");
-                            return;
-                        }
-                    }
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
-                    }
-                });
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(tls_stream), service).into_owned())
+                        .await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                let head_timeout = limits.head_timeout;
-                let mut closing = closing_rx.clone();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    let handshake = tokio::select! {
-                        handshake = tokio::time::timeout(head_timeout, acceptor.accept(stream)) => handshake,
-                        _ = closing.wait_for(|c| *c) => return,
-                    };
-                    let tls_stream = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(listener = name, %peer, error = %e, "connection ended with error");
-                    }
-                });
-            }
-        }
+        });
     }
     drop(listener);
     let _ = closing_tx.send(true);

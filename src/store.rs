@@ -98,17 +98,9 @@ impl PoolSettings {
     }
 }
 
-/// Which database a [`Store`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// The embedded default: one process.
-    Sqlite,
-    /// Shared by several replicas.
-    Postgres,
-}
-
 /// The store the application talks to: SQLite or PostgreSQL behind one set of methods.
-/// Callers cannot see which; the few places that must differ ask [`Store::kind`].
+/// Callers cannot see which; what only PostgreSQL does (LISTEN, leases) goes through
+/// [`Store::postgres`].
 #[derive(Debug, Clone)]
 pub struct Store(Backend);
 
@@ -129,10 +121,7 @@ pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
     store.migrate().await?;
-    let filled = match &store.0 {
-        Backend::Sqlite(s) => s.backfill_hourly().await?,
-        Backend::Postgres(s) => s.backfill_hourly().await?,
-    };
+    let filled = store.backfill_hourly().await?;
     if filled > 0 {
         tracing::info!(records = filled, "filled the hourly spend rollup from existing cost records");
     }
@@ -140,27 +129,11 @@ pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
 }
 
 impl Store {
-    /// Which database this is.
-    pub fn kind(&self) -> BackendKind {
-        match &self.0 {
-            Backend::Sqlite(_) => BackendKind::Sqlite,
-            Backend::Postgres(_) => BackendKind::Postgres,
-        }
-    }
-
     /// The PostgreSQL backend, for what only it does (LISTEN, leases).
     pub fn postgres(&self) -> Option<&PgStore> {
         match &self.0 {
             Backend::Postgres(pg) => Some(pg),
             Backend::Sqlite(_) => None,
-        }
-    }
-
-    /// The SQLite backend, for tools that measure it.
-    pub fn sqlite(&self) -> Option<&SqliteStore> {
-        match &self.0 {
-            Backend::Sqlite(s) => Some(s),
-            Backend::Postgres(_) => None,
         }
     }
 }
@@ -207,6 +180,9 @@ macro_rules! delegate {
 delegate! {
     /// Applies pending migrations of this backend's set.
     fn migrate(&self) -> ();
+    /// Fills the hourly rollup from existing records if the database predates it;
+    /// returns how many records it read.
+    fn backfill_hourly(&self) -> u64;
     /// The admin write counter; a change means cached identities may be stale.
     fn admin_version(&self) -> i64;
     /// Cheap liveness check for `/readyz`.

@@ -83,8 +83,8 @@ enum Shortfall {
     /// A hard budget would be exceeded: refuse.
     Refused(Box<Refusal>),
     /// Leases too small for this request: (window, its scope, the smallest hard limit on
-    /// it) to take more of, then try again; and the first hard budget that did not fit.
-    Lease(Vec<(CounterKey, Scope, Decimal)>, Arc<Budget>),
+    /// it) to take more of, then try again; and the first hard budget short of room.
+    Lease(Vec<(CounterKey, Scope, Decimal)>, (Arc<Budget>, CounterKey)),
 }
 
 /// How a reservation attempt ended.
@@ -126,28 +126,16 @@ impl Budgets {
                     counters.insert(*key, self.counter(*key).await?);
                 }
             }
-            let outcome = self.reserve_leasing(&chain, &counters, estimate, generation).await?;
-            let remaining = match outcome {
-                Outcome::Admitted(remaining) => remaining,
-                Outcome::Refused(refusal) => return Err(AdmitError::Refused(refusal)),
-                Outcome::BudgetsChanged if reloads < MAX_RELOADS => {
-                    reloads += 1;
-                    continue;
-                }
-                Outcome::BudgetsChanged => {
-                    let (budget, key) = chain
-                        .iter()
-                        .find(|(b, _)| b.hard)
-                        .or(chain.first())
-                        .map(|(b, k)| (Budget::clone(b), *k))
-                        .unzip();
-                    let (Some(budget), Some(key)) = (budget, key) else { continue };
-                    let counter = counters.get(&key).cloned().unwrap_or_default();
-                    return Err(AdmitError::Refused(Box::new(
-                        self.lease_refusal(&budget, key, &counter, estimate),
-                    )));
-                }
-            };
+            let may_reload = reloads < MAX_RELOADS;
+            let remaining =
+                match self.reserve_leasing(&chain, &counters, estimate, generation, may_reload).await? {
+                    Outcome::Admitted(remaining) => remaining,
+                    Outcome::Refused(refusal) => return Err(AdmitError::Refused(refusal)),
+                    Outcome::BudgetsChanged => {
+                        reloads += 1;
+                        continue;
+                    }
+                };
             let scopes = [who.user_id, who.project_id, who.organization_id];
             return Ok(Admission {
                 budgets: Arc::clone(self),
@@ -184,52 +172,39 @@ impl Budgets {
     }
 
     /// Reserves the chain, taking more of the leases it lacks (several replicas) until it
-    /// fits, a grant cannot give what is missing, or the budgets changed under it.
+    /// fits, a grant cannot give what is missing, or (when `may_reload`) the budgets changed
+    /// under it.
     async fn reserve_leasing(
         &self,
         chain: &[(Arc<Budget>, CounterKey)],
         counters: &BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
         estimate: Decimal,
         generation: u64,
+        may_reload: bool,
     ) -> Result<Outcome, StoreError> {
         let mut round = 0;
         loop {
             match self.reserve(chain, counters, estimate) {
                 Ok(remaining) => return Ok(Outcome::Admitted(remaining)),
                 Err(Shortfall::Refused(refusal)) => return Ok(Outcome::Refused(refusal)),
-                Err(Shortfall::Lease(short, budget)) => {
+                Err(Shortfall::Lease(short, first)) => {
                     let mut covered = round < LEASE_ROUNDS;
                     round += 1;
-                    let mut uncovered = None;
+                    let mut refused_on = first.1;
                     for (key, scope, limit) in short {
                         if covered {
                             covered = self.take_lease(key, scope, limit, estimate, generation).await?;
                             if !covered {
-                                uncovered = Some(key);
+                                refused_on = key;
                             }
                         }
                     }
-                    if self.generation.load(Ordering::SeqCst) != generation {
+                    if may_reload && self.generation.load(Ordering::SeqCst) != generation {
                         return Ok(Outcome::BudgetsChanged);
                     }
                     if !covered {
-                        let key =
-                            uncovered.unwrap_or(chain.iter().find(|(b, _)| b.id == budget.id).map_or_else(
-                                || CounterKey {
-                                    scope_id: budget.scope_id,
-                                    period: budget.period,
-                                    window_start: budget.period.start(self.now()),
-                                },
-                                |(_, k)| *k,
-                            ));
-                        let budget = chain
-                            .iter()
-                            .find(|(b, k)| *k == key && b.hard)
-                            .map_or(budget, |(b, _)| Arc::clone(b));
-                        let counter = counters.get(&key).cloned().unwrap_or_default();
-                        return Ok(Outcome::Refused(Box::new(
-                            self.lease_refusal(&budget, key, &counter, estimate),
-                        )));
+                        let refusal = self.lease_refusal(chain, counters, (first.0, refused_on), estimate);
+                        return Ok(Outcome::Refused(Box::new(refusal)));
                     }
                 }
             }
@@ -251,7 +226,6 @@ impl Budgets {
             counters.iter().map(|(k, c)| (*k, guard(c))).collect();
         let mut remaining: Option<Decimal> = None;
         let mut short: Vec<(CounterKey, Scope, Decimal)> = Vec::new();
-        let mut first_short: Option<(Arc<Budget>, CounterKey)> = None;
         for (budget, key) in chain {
             let Some(c) = guards.get(key) else { continue };
             let left = match (&self.leases, c.lease) {
@@ -274,7 +248,6 @@ impl Budgets {
                 };
                 if !fits && !short.iter().any(|(k, _, _)| k == key) {
                     short.push((*key, budget.scope, budget.limit_usd));
-                    first_short.get_or_insert_with(|| (Arc::clone(budget), *key));
                 }
                 continue;
             }
@@ -295,14 +268,15 @@ impl Budgets {
                 })));
             }
         }
-        if let Some((budget, _)) = first_short {
+        let first = short.first().and_then(|(k, _, _)| chain.iter().find(|(b, key)| b.hard && key == k));
+        if let Some((budget, key)) = first {
             // Every hard limit on a window bounds its lease: use the smallest.
             for (b, k) in chain.iter().filter(|(b, _)| b.hard) {
                 if let Some(entry) = short.iter_mut().find(|(key, _, _)| key == k) {
                     entry.2 = entry.2.min(b.limit_usd);
                 }
             }
-            return Err(Shortfall::Lease(short, budget));
+            return Err(Shortfall::Lease(short, (Arc::clone(budget), *key)));
         }
         for g in guards.values_mut() {
             g.reserved += estimate;
@@ -313,25 +287,31 @@ impl Budgets {
         Ok(remaining)
     }
 
-    /// The refusal for a request its leases could not cover, with the figures the last
-    /// grant saw: settled spend (plus what settled here since), and what this replica's
-    /// requests and the other replicas hold.
+    /// The refusal for a request its leases could not cover on window `key`: the hard
+    /// budget with the smallest limit there (else `budget`), with the figures the last
+    /// grant saw (settled spend plus what settled here since, and what this replica's
+    /// requests and the other replicas hold).
     fn lease_refusal(
         &self,
-        budget: &Budget,
-        key: CounterKey,
-        counter: &Mutex<Counter>,
+        chain: &[(Arc<Budget>, CounterKey)],
+        counters: &BTreeMap<CounterKey, Arc<Mutex<Counter>>>,
+        (budget, key): (Arc<Budget>, CounterKey),
         estimate: Decimal,
     ) -> Refusal {
-        let c = super::lock(counter);
+        let budget = chain
+            .iter()
+            .filter(|(b, k)| *k == key && b.hard)
+            .min_by_key(|(b, _)| b.limit_usd)
+            .map_or(budget, |(b, _)| Arc::clone(b));
+        let c = counters.get(&key).map(|c| super::lock(c)).unwrap_or_default();
         let (spent, others) =
             c.lease.map_or((c.spent, Decimal::ZERO), |l| (l.spent_seen + l.consumed, l.others_seen));
         Refusal {
-            budget: budget.clone(),
+            window_end: budget.period.end(key.window_start),
+            budget: Budget::clone(&budget),
             spent,
             reserved: c.reserved + others,
             estimate,
-            window_end: budget.period.end(key.window_start),
         }
     }
 }

@@ -133,11 +133,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// The connection pool, for what only PostgreSQL does (LISTEN, advisory locks).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Records that an admin write happened and tells listening replicas the new version;
     /// one statement, so a notification always carries a version that was committed.
     async fn bump_admin_version(&self) -> Result<(), StoreError> {
