@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release --example ledger_bench -- [RECORDS] [RATE]` (default 200000, as
 //! fast as possible). With RATE (records per second) records arrive at that pace, as
-//! from steady traffic, and the CPU time per record is what to watch. A fresh SQLite file
+//! from steady traffic, and the CPU time per record is what to watch. Records go
+//! through the journal, as in `serve` (append, read back, write). A fresh SQLite file
 //! by default; `LEDGER_BENCH_URL=postgres://...` writes into that (empty) database.
 
 use std::time::Instant;
@@ -46,7 +47,17 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         users.push((user.id, key.id));
     }
-    let (ledger, _task) = Ledger::start(store.clone(), 65_536, None);
+    // The journal as `serve` runs it: appended per record, group fsync every 5 ms.
+    let journal = tollgate::journal::JournalSettings {
+        dir: dir.join("journal"),
+        max_bytes: 1 << 34,
+        fsync: std::time::Duration::from_millis(5),
+    };
+    let prices = tollgate::pricing::PriceList::shipped()?;
+    let unsettled = Box::new(move |a: &tollgate::journal::Admitted| {
+        tollgate::proxy::metering::unsettled_record(a, &prices)
+    });
+    let (ledger, _task) = Ledger::open(store.clone(), &journal, unsettled, None).await?;
     let started = Instant::now();
     for i in 0..n {
         let (user_id, key_id) = users[i % users.len()];
@@ -75,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
         });
         match rate {
             // One record every 1/RATE s, sent in 1 ms groups.
-            Some(rate) if (i as u64 + 1) % rate.div_ceil(1000) == 0 => {
+            Some(rate) if (i as u64 + 1).is_multiple_of(rate.div_ceil(1000)) => {
                 let due = started + std::time::Duration::from_secs_f64((i + 1) as f64 / rate as f64);
                 tokio::time::sleep_until(due.into()).await;
             }

@@ -89,7 +89,7 @@ impl Templates {
             let content = chunk(&format!(
                 r#"{{"index":0,"delta":{{"content":"{WORD}"}},"logprobs":null,"finish_reason":null}}"#
             ));
-            events.extend(std::iter::repeat(content).take(chunks));
+            events.extend(std::iter::repeat_n(content, chunks));
             events.push(chunk(r#"{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}"#));
             events
         });
@@ -99,7 +99,7 @@ impl Templates {
         let delta = Bytes::from(format!(
             "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{WORD}\"}}}}\n\n"
         ));
-        anthropic.extend(std::iter::repeat(delta).take(chunks));
+        anthropic.extend(std::iter::repeat_n(delta, chunks));
         anthropic.push(Bytes::from_static(
             b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
         ));

@@ -22,8 +22,9 @@ use crate::proxy::{self, forward, ProxyState};
 use crate::server;
 use crate::store::{self, Store};
 
-/// How long shutdown waits for the ledger to write what is queued.
-const LEDGER_FLUSH_LIMIT: Duration = Duration::from_secs(60);
+/// How long shutdown waits for the ledger to write what is journaled; what is left is
+/// written at the next start.
+const LEDGER_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 /// A started tollgate: its bound addresses and the handle that stops it.
 pub struct Running {
@@ -49,16 +50,16 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
-        if tokio::time::timeout(LEDGER_FLUSH_LIMIT, self.ledger.flush()).await.is_err() {
-            tracing::error!("cost records could not all be written before the flush limit");
+        if self.ledger.close(LEDGER_FLUSH_LIMIT).await {
+            // Every record is written, so nothing of this replica's leases is consumed and
+            // unwritten: the others may have all of it now rather than after the TTL.
+            self.budgets.release_leases().await;
+        } else {
+            tracing::warn!(
+                pending = self.ledger.depth(),
+                "cost records not all written to the database at shutdown; they are in the journal and are written at the next start"
+            );
         }
-        let pending = self.ledger.depth();
-        if pending > 0 {
-            tracing::warn!(pending, "cost records still settling after shutdown flush");
-        }
-        // Every record is written, so nothing of this replica's leases is consumed and
-        // unwritten: the others may have all of it now rather than after the TTL.
-        self.budgets.release_leases().await;
         self.alerts.release_claims().await;
         drop(self.ledger);
         drop(self.ledger_task);
@@ -93,7 +94,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let identities = Arc::new(Identities::new(store.clone()));
     let client = forward::build_client(&config).context("building the upstream client")?;
     let (written, written_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ledger, ledger_task) = Ledger::start(store.clone(), config.record_queue, Some(written));
+    for field in &config.ignored {
+        tracing::warn!(field, "config field no longer has any effect; remove it");
+    }
+    let prices = Arc::clone(&config.prices);
+    let unsettled =
+        Box::new(move |a: &crate::journal::Admitted| crate::proxy::metering::unsettled_record(a, &prices));
+    let (ledger, ledger_task) = Ledger::open(store.clone(), &config.journal, unsettled, Some(written))
+        .await
+        .with_context(|| format!("opening the cost journal in {}", config.journal.dir.display()))?;
     let metering = Arc::new(Metering::new(ledger.clone()));
     let webhook_client = forward::build_client(&config).context("building the webhook client")?;
     let (alerts, moved, alerts_task) = Alerts::start(store.clone(), webhook_client, config.alert_delivery);

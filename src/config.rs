@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::Uri;
 
 mod raw;
-use raw::{RawConfig, RawProvider};
+use raw::{RawConfig, RawLedger, RawProvider};
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "TOLLGATE_CONFIG";
@@ -156,8 +156,10 @@ pub struct Config {
     pub max_json_bytes: usize,
     /// Largest single server-sent event buffered for metering.
     pub max_event_bytes: usize,
-    /// Cost records that may wait in memory for the database writer.
-    pub record_queue: usize,
+    /// The cost journal: directory, size limit, fsync interval.
+    pub journal: crate::journal::JournalSettings,
+    /// Fields that were read but no longer do anything (logged at start).
+    pub ignored: Vec<&'static str>,
     /// How hard budgets admit requests.
     pub admission: crate::budget::AdmissionMode,
     /// Output cap assumed for the estimate when a request names none.
@@ -326,9 +328,12 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         return Err(invalid("alerts.max_attempts", "must be at least 1"));
     }
     let m = raw.metering;
-    if m.max_json_bytes == 0 || m.max_event_bytes == 0 || m.record_queue == 0 {
-        return Err(invalid("metering", "max_json_bytes, max_event_bytes and record_queue must be > 0"));
+    if m.max_json_bytes == 0 || m.max_event_bytes == 0 {
+        return Err(invalid("metering", "max_json_bytes and max_event_bytes must be > 0"));
     }
+    let ignored = if m.record_queue.is_some() { vec!["metering.record_queue"] } else { Vec::new() };
+    let database_url = expand_env(&raw.database.url, "database.url", env)?;
+    let journal = journal_settings(raw.ledger, &database_url, env)?;
     let default_provider = s.default_provider;
     if !providers.iter().any(|p| p.name == default_provider) {
         return Err(invalid(
@@ -358,7 +363,7 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             .transpose()?,
         admin_listen,
         admin_token,
-        database_url: expand_env(&raw.database.url, "database.url", env)?,
+        database_url,
         database_pool: crate::store::PoolSettings {
             max_connections: raw.database.max_connections.max(1),
             acquire_timeout: Duration::from_millis(raw.database.acquire_timeout_ms.max(1)),
@@ -373,7 +378,8 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
         inject_stream_usage: m.inject_stream_usage,
         max_json_bytes: m.max_json_bytes,
         max_event_bytes: m.max_event_bytes,
-        record_queue: m.record_queue,
+        journal,
+        ignored,
         admission,
         leases,
         default_max_output_tokens: raw.budgets.default_max_output_tokens,
@@ -382,6 +388,29 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             max_attempts: raw.alerts.max_attempts,
             timeout: ms(raw.alerts.webhook_timeout_ms),
         },
+    })
+}
+
+/// The journal's settings; its directory defaults to `tollgate.journal` beside the SQLite
+/// file, or in the working directory for PostgreSQL.
+fn journal_settings(
+    raw: RawLedger,
+    database_url: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::journal::JournalSettings, ConfigError> {
+    let dir = match raw.journal_dir {
+        Some(d) => PathBuf::from(expand_env(&d, "ledger.journal_dir", env)?),
+        None => crate::store::sqlite_path(database_url)
+            .and_then(|db| db.parent().map(|p| p.join("tollgate.journal")))
+            .unwrap_or_else(|| PathBuf::from("tollgate.journal")),
+    };
+    if raw.journal_max_bytes < 1 << 20 {
+        return Err(invalid("ledger.journal_max_bytes", "must be at least 1048576 (1 MiB)"));
+    }
+    Ok(crate::journal::JournalSettings {
+        dir,
+        max_bytes: raw.journal_max_bytes,
+        fsync: Duration::from_millis(raw.fsync_ms),
     })
 }
 

@@ -30,6 +30,8 @@ pub enum ProxyError {
     ProviderKeyMissing(String),
     #[error("identity store unavailable")]
     StoreUnavailable,
+    #[error("tollgate cannot record requests right now (its cost journal is full or failing); retry later")]
+    Unrecordable,
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream timed out: {0}")]
@@ -49,7 +51,7 @@ impl ProxyError {
             ProxyError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ProxyError::UnknownModel(_) => StatusCode::BAD_REQUEST,
             ProxyError::ProviderKeyMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::StoreUnavailable | ProxyError::Unrecordable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -67,7 +69,7 @@ impl ProxyError {
             ProxyError::BudgetExceeded(_) => "budget_exceeded",
             ProxyError::UnknownModel(_) => "unknown_model",
             ProxyError::ProviderKeyMissing(_) => "provider_not_configured",
-            ProxyError::StoreUnavailable => "store_unavailable",
+            ProxyError::StoreUnavailable | ProxyError::Unrecordable => "store_unavailable",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
         }

@@ -1,24 +1,23 @@
-//! The ledger: settled requests become cost records through a bounded queue, written in
-//! batches off the request path by one task, flushed on shutdown. A failing database
-//! keeps the batch and retries with backoff instead of dropping it.
+//! The ledger: every metered request goes into the journal when it is admitted and when
+//! it settles; one task reads the journal back in order and writes the settled records to
+//! the store in batches, then lets go of each segment whose entries are all stored. At
+//! start it replays what a previous process left: settled records not yet stored are
+//! written, and requests admitted but never settled are recorded as `estimated`.
+//!
+//! The request path never waits on the database: an append is one `write(2)`. While the
+//! database is away the journal grows on disk (not in memory) up to its limit.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+pub mod ingest;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::journal::{Admitted, Entry, Journal, JournalError, JournalSettings};
 use crate::store::{CostRecord, Store, WindowMove};
-
-/// Records written per transaction at most.
-const MAX_BATCH: usize = 2048;
-/// How long the writer waits for more records before writing a batch that is not full.
-/// Budgets are enforced from memory, so this only delays reports, by at most this much.
-/// `ledger_bench 30000 5000`: 70 µs of CPU per record at 10 ms, 46 at 50 ms, 39 at 200 ms.
-const LINGER: Duration = Duration::from_millis(50);
-/// Longest wait between retries of a failing write.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What one write of the ledger did, for budgets and alerts (one message per write).
 #[derive(Debug, Clone, Default)]
@@ -27,29 +26,46 @@ pub struct Batch {
     pub windows: Vec<WindowMove>,
     /// Each window's cost of every record it handled, new, already written by an earlier
     /// attempt, or refused for good: this process no longer holds that spend unwritten.
-    pub settled:
-        Vec<(uuid::Uuid, crate::window::Period, chrono::DateTime<chrono::Utc>, rust_decimal::Decimal)>,
+    pub settled: Vec<SettledCost>,
 }
+
+/// A window's (scope id, period, window start) share of settled records' cost.
+pub type SettledCost =
+    (uuid::Uuid, crate::window::Period, chrono::DateTime<chrono::Utc>, rust_decimal::Decimal);
 
 /// Where the ledger reports each write.
 pub type Moved = mpsc::UnboundedSender<Batch>;
 
-enum Msg {
-    Record(Box<CostRecord>),
-    /// Acknowledged once everything queued before it is written.
-    Flush(oneshot::Sender<()>),
+/// Makes the record of a request a previous process admitted but never settled.
+pub type Unsettled = Box<dyn Fn(&Admitted) -> CostRecord + Send + Sync>;
+
+/// How far the ingester has got: settled journal entries and records kept in memory
+/// (those the journal could not take) that are in the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stored {
+    journal: u64,
+    memory: u64,
+    /// The segment the ingester reads (every older one is read to its end).
+    reading: u64,
 }
 
-/// The sending side, cloned into every request that settles.
+struct Shared {
+    journal: Journal,
+    /// Settled records the journal could not take (a full or failing disk): kept here
+    /// rather than lost, and written by the ingester like the others.
+    memory: Mutex<Vec<CostRecord>>,
+    memory_total: AtomicU64,
+    stored: watch::Sender<Stored>,
+    /// A settled entry was appended (wakes an idle ingester).
+    appended: Notify,
+    /// Someone waits for a flush: write without lingering.
+    hurry: Notify,
+}
+
+/// The handle every request settles through; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
-    tx: mpsc::Sender<Msg>,
-    depth: Arc<AtomicUsize>,
-    /// Cuts the writer's wait for a fuller batch short when someone waits on a flush.
-    hurry: Arc<Notify>,
-    /// Second of the last queue-full warning, and how many full events since.
-    last_full_warning: Arc<AtomicU64>,
-    full_events: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -58,196 +74,129 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+/// Why the ledger could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 impl Ledger {
-    /// Starts the writer task over `store` with a queue of `capacity` records; after each
-    /// write, the spend windows it moved go to `moved` (budgets and alerts follow them).
-    pub fn start(store: Store, capacity: usize, moved: Option<Moved>) -> (Ledger, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
-        let hurry = Arc::new(Notify::new());
-        let task = tokio::spawn(writer(store, rx, Arc::clone(&depth), Arc::clone(&hurry), moved));
-        let ledger = Ledger {
-            hurry,
-            tx,
-            depth,
-            last_full_warning: Arc::new(AtomicU64::new(0)),
-            full_events: Arc::new(AtomicU64::new(0)),
-        };
-        (ledger, task)
+    /// Opens the journal in `settings.dir`, writes what a previous process left in it
+    /// (`unsettled` makes the records of requests it never settled), then starts the
+    /// ingester. After each write the spend windows it moved go to `moved`.
+    pub async fn open(
+        store: Store,
+        settings: &JournalSettings,
+        unsettled: Unsettled,
+        moved: Option<Moved>,
+    ) -> Result<(Ledger, JoinHandle<()>), LedgerError> {
+        std::fs::create_dir_all(&settings.dir)
+            .map_err(|source| JournalError::Io { path: settings.dir.display().to_string(), source })?;
+        // Lock first (opening creates the next segment), then replay what is older.
+        let before = crate::journal::segments(&settings.dir)?;
+        let next = before.last().map_or(0, |last| last + 1);
+        let on_disk = before
+            .iter()
+            .filter_map(|i| std::fs::metadata(crate::journal::segment_path(&settings.dir, *i)).ok())
+            .map(|m| m.len())
+            .sum();
+        let journal = Journal::open(settings, next, on_disk)?;
+        ingest::replay(&store, &journal, &before, &unsettled, moved.as_ref()).await;
+        let (stored, _) = watch::channel(Stored { reading: next, ..Stored::default() });
+        let shared = Arc::new(Shared {
+            journal,
+            memory: Mutex::new(Vec::new()),
+            memory_total: AtomicU64::new(0),
+            stored,
+            appended: Notify::new(),
+            hurry: Notify::new(),
+        });
+        let task = tokio::spawn(ingest::run(Arc::clone(&shared), store, next, moved));
+        Ok((Ledger { shared }, task))
     }
 
-    /// Queues a record without waiting; when the queue is full the record waits in a
-    /// task of its own rather than stalling the response or being dropped.
+    /// Refuses when the journal is full (the database has been away too long): a request
+    /// admitted now could not be recorded.
+    pub fn check_room(&self) -> Result<(), JournalError> {
+        self.shared.journal.check_room()
+    }
+
+    /// Journals a request about to be sent upstream; an error means it must not be sent.
+    pub fn admitted(&self, admitted: Admitted) -> Result<(), JournalError> {
+        self.shared.journal.check_room()?;
+        self.shared.journal.append(&Entry::Admitted(admitted))
+    }
+
+    /// Journals a settled request's record without waiting for the database.
     pub fn record(&self, record: CostRecord) {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Record(Box::new(record))) {
+        let entry = Entry::Settled(Box::new(record));
+        match self.shared.journal.append(&entry) {
             Ok(()) => {
-                let queued = self.tx.max_capacity() - self.tx.capacity();
-                if self.tx.capacity() == 0 || queued >= MAX_BATCH {
-                    self.hurry.notify_one();
+                self.shared.appended.notify_one();
+                if self.depth() >= ingest::MAX_BATCH as u64 {
+                    self.shared.hurry.notify_one();
                 }
-            }
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                self.hurry.notify_one();
-                self.warn_full();
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    if tx.send(msg).await.is_err() {
-                        tracing::error!("ledger stopped before a queued cost record could be written");
-                    }
-                });
-            }
-            Err(mpsc::error::TrySendError::Closed(Msg::Record(r))) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(request_id = %r.request_id, "ledger stopped; cost record not written");
-            }
-            Err(mpsc::error::TrySendError::Closed(Msg::Flush(_))) => {}
-        }
-    }
-
-    /// Says the queue is full, at most once a second (with how often it happened).
-    fn warn_full(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let skipped = self.full_events.fetch_add(1, Ordering::Relaxed);
-        if self.last_full_warning.swap(now, Ordering::Relaxed) != now {
-            self.full_events.store(0, Ordering::Relaxed);
-            tracing::warn!(
-                times = skipped + 1,
-                depth = self.depth(),
-                "cost record queue full; records wait for room"
-            );
-        }
-    }
-
-    /// Records queued and not yet written.
-    pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    /// Waits until every record handed over before this call is written, including those
-    /// still waiting for room in the queue.
-    pub async fn flush(&self) {
-        loop {
-            if !self.written_so_far().await {
-                return;
-            }
-            if self.depth() == 0 {
-                return;
-            }
-            // Records from the overflow path were queued behind the marker: go again.
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Waits, at most `limit`, until the records in the queue when this is called are
-    /// written (not those still waiting for room), so a read of the database that follows
-    /// sees them. The limit keeps a database outage from stalling the caller; it then
-    /// reads what is there.
-    pub async fn catch_up(&self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.written_so_far()).await;
-    }
-
-    /// Puts a marker behind the queued records and waits for the writer to reach it;
-    /// false when the writer has stopped.
-    async fn written_so_far(&self) -> bool {
-        let (done, wait) = oneshot::channel();
-        let sent = self.tx.send(Msg::Flush(done)).await;
-        self.hurry.notify_one();
-        sent.is_ok() && wait.await.is_ok()
-    }
-}
-
-async fn writer(
-    store: Store,
-    mut rx: mpsc::Receiver<Msg>,
-    depth: Arc<AtomicUsize>,
-    hurry: Arc<Notify>,
-    moved: Option<Moved>,
-) {
-    let mut batch: Vec<CostRecord> = Vec::with_capacity(MAX_BATCH);
-    let mut flushes = Vec::new();
-    while let Some(first) = rx.recv().await {
-        // A transaction has a fixed cost (about 0.4-1.5 ms of CPU here: WAL frames for every
-        // touched index page, checkpoints), so a batch that is not full waits LINGER for
-        // company. It sleeps rather than waiting on the queue, so arriving records do not
-        // wake it one by one. It does not wait when the queue is full (senders are waiting
-        // for room), and a sender that fills the queue or a batch, or a flush, cuts the
-        // wait short (`hurry`).
-        if !matches!(first, Msg::Flush(_)) && rx.capacity() > 0 && rx.len() < MAX_BATCH {
-            tokio::select! {
-                () = tokio::time::sleep(LINGER) => {}
-                () = hurry.notified() => {}
-            }
-        }
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Record(r) => batch.push(*r),
-                Msg::Flush(done) => flushes.push(done),
-            }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !batch.is_empty() {
-            let windows = write_with_retry(&store, &batch).await;
-            depth.fetch_sub(batch.len(), Ordering::Relaxed);
-            if let Some(moved) = &moved {
-                let _ = moved.send(Batch { windows, settled: crate::store::window_costs(&batch) });
-            }
-            batch.clear();
-        }
-        for done in flushes.drain(..) {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// Writes a batch, retrying transient failures; a record the database refuses for good
-/// (a constraint it breaks, data it cannot take) is isolated and logged so it cannot
-/// block the others. Returns the spend windows the written records moved.
-async fn write_with_retry(store: &Store, batch: &[CostRecord]) -> Vec<WindowMove> {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match store.insert_cost_records(batch).await {
-            Ok(written) => return written.windows,
-            Err(e) if e.is_transient() => {
-                tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(_) => {
-                let mut windows = Vec::new();
-                for record in batch {
-                    windows.extend(write_one(store, record).await);
-                }
-                return windows;
-            }
-        }
-    }
-}
-
-async fn write_one(store: &Store, record: &CostRecord) -> Vec<WindowMove> {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match store.insert_cost_records(std::slice::from_ref(record)).await {
-            Ok(written) => return written.windows,
-            Err(e) if e.is_transient() => {
-                tracing::error!(error = %e, "writing a cost record failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => {
-                tracing::error!(
-                    error = %e, request_id = %record.request_id, cost_usd = %record.cost_usd,
-                    user_id = %record.user_id, project_id = %record.project_id,
-                    "cost record refused by the database (owner deleted mid-request?); not written"
-                );
-                return Vec::new();
+                let Entry::Settled(record) = entry else { return };
+                tracing::error!(error = %e, request_id = %record.request_id, "journal append failed; the cost record waits in memory");
+                crate::journal::lock(&self.shared.memory).push(*record);
+                self.shared.memory_total.fetch_add(1, Ordering::AcqRel);
+                self.shared.appended.notify_one();
             }
         }
+    }
+
+    /// Records settled and not yet in the store.
+    pub fn depth(&self) -> u64 {
+        let stored = *self.shared.stored.borrow();
+        (self.shared.journal.settled() - stored.journal.min(self.shared.journal.settled()))
+            + (self.shared.memory_total.load(Ordering::Acquire).saturating_sub(stored.memory))
+    }
+
+    /// Bytes the journal holds on disk.
+    pub fn journal_bytes(&self) -> u64 {
+        self.shared.journal.on_disk()
+    }
+
+    /// Waits until every record settled before this call is in the store.
+    pub async fn flush(&self) {
+        let journal = self.shared.journal.settled();
+        let memory = self.shared.memory_total.load(Ordering::Acquire);
+        self.shared.hurry.notify_one();
+        let mut rx = self.shared.stored.subscribe();
+        let _ = rx.wait_for(|s| s.journal >= journal && s.memory >= memory).await;
+    }
+
+    /// Waits, at most `limit`, until the records settled before this call are in the
+    /// store, so a read of the database that follows sees them. The limit keeps a
+    /// database outage from stalling the caller; it then reads what is there.
+    pub async fn catch_up(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.flush()).await;
+    }
+
+    /// At shutdown, once no request is in flight: waits at most `limit` for every settled
+    /// record to be stored, then seals the journal so every segment whose entries are all
+    /// stored is deleted, and closes it (synced, unlocked, no more appends). False when
+    /// records remain in the journal: they are written at the next start.
+    pub async fn close(&self, limit: Duration) -> bool {
+        let journal = &self.shared.journal;
+        let work = async {
+            self.flush().await;
+            let (active, _) = journal.active();
+            if let Err(e) = journal.seal(active) {
+                tracing::error!(error = %e, "journal could not be sealed at shutdown");
+                return;
+            }
+            self.shared.hurry.notify_one();
+            let mut rx = self.shared.stored.subscribe();
+            let _ = rx.wait_for(|s| s.reading > active).await;
+        };
+        let done = tokio::time::timeout(limit, work).await.is_ok();
+        if let Err(e) = journal.close() {
+            tracing::error!(error = %e, "journal could not be closed cleanly at shutdown");
+        }
+        done && self.depth() == 0
     }
 }

@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod invalidation;
+pub mod journal;
 pub mod ledger;
 pub mod pricing;
 pub mod proxy;

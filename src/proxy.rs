@@ -166,6 +166,8 @@ async fn pipeline(
         bytes.len() as u64,
         config.default_max_output_tokens,
     );
+    // A request that could not be recorded is not sent: refuse before reserving anything.
+    state.metering.ledger.check_room().map_err(unrecordable)?;
     let admission = admit(state, &identity, estimate, created_at).await?;
     let remaining = admission.remaining;
     let pending = Pending {
@@ -183,7 +185,9 @@ async fn pipeline(
         admission: Some(admission),
         settled: false,
         unanswered: false,
-    };
+    }
+    .journaled()
+    .map_err(unrecordable)?;
     let request = Request::from_parts(parts, full(bytes));
     let response = match forward::send(
         &state.client,
@@ -228,6 +232,12 @@ async fn admit(
             Err(ProxyError::StoreUnavailable)
         }
     }
+}
+
+/// The journal could not take a request: it is refused (503), never served unrecorded.
+fn unrecordable(e: crate::journal::JournalError) -> ProxyError {
+    tracing::error!(error = %e, "request refused: the cost journal cannot take it");
+    ProxyError::Unrecordable
 }
 
 /// The metered endpoint a request hits, if any: only POSTs are metered.

@@ -128,6 +128,17 @@ pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
     Ok(store)
 }
 
+/// The database file of a `sqlite:` URL (none for another backend or an in-memory one).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    (file != std::path::Path::new(":memory:")).then(|| file.to_path_buf())
+}
+
 impl Store {
     /// The PostgreSQL backend, for what only it does (LISTEN, leases).
     pub fn postgres(&self) -> Option<&PgStore> {

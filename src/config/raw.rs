@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     pub(super) pricing: RawPricing,
     pub(super) metering: RawMetering,
+    pub(super) ledger: RawLedger,
     pub(super) budgets: RawBudgets,
     pub(super) alerts: RawAlerts,
     pub(super) providers: Vec<RawProvider>,
@@ -76,7 +77,9 @@ pub(super) struct RawMetering {
     pub(super) inject_stream_usage: bool,
     pub(super) max_json_bytes: usize,
     pub(super) max_event_bytes: usize,
-    pub(super) record_queue: usize,
+    /// Read and ignored: the in-memory record queue it sized gave way to the journal
+    /// (`[ledger]`). Kept so configs that set it still load; a warning says so.
+    pub(super) record_queue: Option<usize>,
 }
 
 impl Default for RawMetering {
@@ -86,8 +89,22 @@ impl Default for RawMetering {
             inject_stream_usage: true,
             max_json_bytes: 8 * 1024 * 1024,
             max_event_bytes: 1024 * 1024,
-            record_queue: 65_536,
+            record_queue: None,
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLedger {
+    pub(super) journal_dir: Option<String>,
+    pub(super) journal_max_bytes: u64,
+    pub(super) fsync_ms: u64,
+}
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        RawLedger { journal_dir: None, journal_max_bytes: 1 << 30, fsync_ms: 5 }
     }
 }
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::budget::Admission;
 use crate::config::{Provider, ProviderKind};
+use crate::journal::{Admitted, JournalError};
 use crate::ledger::Ledger;
 use crate::pricing::PriceList;
 use crate::store::{CostRecord, Identity, UsageSource};
@@ -196,6 +197,31 @@ impl Drop for Pending {
 }
 
 impl Pending {
+    /// Journals the request before it leaves, so even a crash cannot lose its record. On
+    /// failure it must not be sent: nothing is recorded and its reservation is returned.
+    pub fn journaled(mut self) -> Result<Pending, JournalError> {
+        let admitted = Admitted {
+            request_id: self.request_id,
+            created_at: self.created_at,
+            organization_id: self.identity.organization_id,
+            project_id: self.identity.project_id,
+            user_id: self.identity.user_id,
+            api_key_id: self.identity.api_key_id,
+            provider: self.provider.clone(),
+            endpoint: self.endpoint.clone(),
+            model: self.facts.model.clone(),
+            request_bytes: self.request_bytes,
+            streamed: self.facts.stream,
+        };
+        match self.metering.ledger.admitted(admitted) {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.settled = true;
+                Err(e)
+            }
+        }
+    }
+
     /// Prices and records the outcome; `observation` is `None` when no response came.
     pub fn settle(mut self, status: u16, observation: Option<Observation>) {
         self.settle_once(status, observation.as_ref());
@@ -285,6 +311,37 @@ impl Pending {
             _ => bytes.div_ceil(4),
         };
         Usage { input_tokens: self.request_bytes.div_ceil(4), output_tokens, ..Usage::default() }
+    }
+}
+
+/// The record of a request a previous process admitted and never settled (it died
+/// mid-request): estimated from the request's size and model, status 0, since the
+/// provider may still bill it.
+pub fn unsettled_record(admitted: &Admitted, prices: &PriceList) -> CostRecord {
+    let usage = Usage { input_tokens: admitted.request_bytes.div_ceil(4), ..Usage::default() };
+    let price = admitted.model.as_deref().and_then(|m| prices.resolve(&admitted.provider, m));
+    CostRecord {
+        id: Uuid::now_v7(),
+        request_id: admitted.request_id,
+        created_at: admitted.created_at,
+        organization_id: admitted.organization_id,
+        project_id: admitted.project_id,
+        user_id: admitted.user_id,
+        api_key_id: admitted.api_key_id,
+        provider: admitted.provider.clone(),
+        model: admitted.model.clone(),
+        endpoint: admitted.endpoint.clone(),
+        input_tokens: Some(usage.input_tokens),
+        cached_input_tokens: Some(0),
+        cache_write_tokens: Some(0),
+        output_tokens: Some(0),
+        reasoning_tokens: Some(0),
+        cost_usd: price.as_ref().map_or(Decimal::ZERO, |p| p.price.cost(&usage)),
+        status_code: 0,
+        latency_ms: 0,
+        streamed: admitted.streamed,
+        usage_source: UsageSource::Estimated,
+        priced: price.is_some(),
     }
 }
 

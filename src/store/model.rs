@@ -150,7 +150,7 @@ impl UsageSource {
 }
 
 /// One row of `ai_cost_records`; field names are the column and API names.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct CostRecord {
     pub id: Uuid,
     pub request_id: Uuid,

@@ -1,7 +1,9 @@
-//! Several tollgate replicas as real processes (the built binary, each with its own
-//! pool) on one fresh PostgreSQL database, in front of one in-process mock upstream.
+//! tollgate as real processes (the built binary): several replicas, each with its own
+//! pool, on one fresh PostgreSQL database, in front of one in-process mock upstream; and
+//! a process killed with SIGKILL.
 
 mod alerts;
+mod crash;
 mod invalidation;
 mod leases;
 
@@ -24,7 +26,7 @@ pub struct Replica {
     /// Everything it logged after starting.
     pub log: Arc<Mutex<String>>,
     child: tokio::process::Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Replica {
@@ -32,12 +34,27 @@ impl Replica {
     /// `budgets` holds extra `[budgets]` lines (lease timing).
     pub async fn start(database_url: &str, mock_url: &str, budgets: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("tollgate.toml");
+        let mut replica = Replica::start_in(dir.path(), database_url, mock_url, budgets).await;
+        replica._dir = Some(dir);
+        replica
+    }
+
+    /// Like [`Replica::start`], with its config and journal in `dir` (kept by the caller,
+    /// so a restart finds the journal a killed process left).
+    pub async fn start_in(
+        dir: &std::path::Path,
+        database_url: &str,
+        mock_url: &str,
+        budgets: &str,
+    ) -> Replica {
+        let config = dir.join("tollgate.toml");
+        let journal = dir.join("journal").display().to_string();
         std::fs::write(
             &config,
             format!(
                 "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n\
                  [database]\nurl = \"{database_url}\"\nmax_connections = 4\n\
+                 [ledger]\njournal_dir = \"{journal}\"\n\
                  [log]\nformat = \"json\"\nfilter = \"tollgate=info,warn\"\n\
                  [budgets]\n{budgets}\n\
                  [[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{mock_url}\"\napi_key = \"sk-up\"\n"
@@ -81,7 +98,7 @@ impl Replica {
             replica_id: started["fields"]["replica_id"].as_str().unwrap_or_default().to_owned(),
             log,
             child,
-            _dir: dir,
+            _dir: None,
         }
     }
 

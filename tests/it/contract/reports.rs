@@ -32,15 +32,15 @@ const GROUPINGS: [GroupBy; 7] = [
 fn expected(records: &[CostRecord], f: &RecordFilter, group_by: GroupBy) -> Vec<SpendRow> {
     let mut groups: BTreeMap<Option<String>, SpendRow> = BTreeMap::new();
     let matches = |r: &&CostRecord| {
-        f.organization_id.map_or(true, |v| v == r.organization_id)
-            && f.project_id.map_or(true, |v| v == r.project_id)
-            && f.user_id.map_or(true, |v| v == r.user_id)
-            && f.api_key_id.map_or(true, |v| Some(v) == r.api_key_id)
-            && f.request_id.map_or(true, |v| v == r.request_id)
-            && f.model.as_ref().map_or(true, |v| Some(v) == r.model.as_ref())
-            && f.provider.as_ref().map_or(true, |v| *v == r.provider)
-            && f.from.map_or(true, |v| r.created_at >= v)
-            && f.to.map_or(true, |v| r.created_at < v)
+        f.organization_id.is_none_or(|v| v == r.organization_id)
+            && f.project_id.is_none_or(|v| v == r.project_id)
+            && f.user_id.is_none_or(|v| v == r.user_id)
+            && f.api_key_id.is_none_or(|v| Some(v) == r.api_key_id)
+            && f.request_id.is_none_or(|v| v == r.request_id)
+            && f.model.as_ref().is_none_or(|v| Some(v) == r.model.as_ref())
+            && f.provider.as_ref().is_none_or(|v| *v == r.provider)
+            && f.from.is_none_or(|v| r.created_at >= v)
+            && f.to.is_none_or(|v| r.created_at < v)
     };
     for r in records.iter().filter(matches) {
         let group = match group_by {
