@@ -9,6 +9,7 @@ mod budgets;
 mod contract;
 mod db;
 mod factory;
+mod journal;
 mod ledger;
 mod metering;
 mod postgres;

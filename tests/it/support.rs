@@ -97,6 +97,9 @@ impl Mock {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
+                // A reply's head and body go out as separate writes: without this, Nagle
+                // holds the body for tollgate's delayed ACK (40 ms a request).
+                let _ = stream.set_nodelay(true);
                 let handler = Arc::clone(&handler);
                 let seen = Arc::clone(&seen2);
                 let tls = tls.clone();
