@@ -12,7 +12,9 @@
 //!
 //! Every provider is normalized to "inclusive totals + subsets": `input_tokens` counts every input
 //! token (cache reads and writes included), `output_tokens` every output token (reasoning
-//! included), and the other fields are parts of those two.
+//! included), and the other fields are parts of those two. The billed dimensions beyond tokens
+//! (service tier, audio tokens, server-side tool calls, inference geo) are read wherever a
+//! response reports them and stay `None` where it does not.
 
 use bytes::Bytes;
 
@@ -88,8 +90,9 @@ impl Api {
     }
 }
 
-/// Normalized token counts of one response (inclusive totals plus their subsets).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Normalized token counts of one response (inclusive totals plus their subsets), and the
+/// billed dimensions beyond tokens it reported (`None` where the response said nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Every input token: uncached + read from cache + written to cache (+ Gemini tool-use prompt).
     pub input_tokens: u64,
@@ -103,6 +106,18 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Part of `output_tokens` spent on reasoning/thinking.
     pub reasoning_tokens: u64,
+    /// Part of `input_tokens` that was audio (priced at the model's audio input rate).
+    pub audio_input_tokens: Option<u64>,
+    /// Part of `output_tokens` that was audio (priced at the model's audio output rate).
+    pub audio_output_tokens: Option<u64>,
+    /// Server-side web searches run for the request (a fee per 1,000).
+    pub web_search_requests: Option<u64>,
+    /// Server-side web fetches run for the request (a fee per 1,000).
+    pub web_fetch_requests: Option<u64>,
+    /// The tier that served the request, as the response reports it (never the request's).
+    pub service_tier: Option<String>,
+    /// Where the request was processed (Anthropic `inference_geo`), a factor on token cost.
+    pub inference_geo: Option<String>,
 }
 
 /// What a [`Meter`] learned from one response body.

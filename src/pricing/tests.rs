@@ -25,7 +25,7 @@ fn usage(input: u64, cached: u64, write: u64, write_1h: u64, output: u64) -> Usa
         cache_write_tokens: write,
         cache_write_1h_tokens: write_1h,
         output_tokens: output,
-        reasoning_tokens: 0,
+        ..Usage::default()
     }
 }
 
@@ -192,6 +192,7 @@ fn costs_match_every_public_corpus_reference() {
                 .map_or(0, |v| v.parse().unwrap()),
             output_tokens: tokens("output_tokens"),
             reasoning_tokens: tokens("reasoning_tokens"),
+            ..Usage::default()
         };
         let key = json_field(&text, 2, "pricing_key").unwrap().trim_matches('"');
         let (restriction, name) = match key.split_once('/') {

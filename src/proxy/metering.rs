@@ -249,7 +249,7 @@ impl Pending {
     fn record(&self, status: u16, observation: Option<&Observation>) -> CostRecord {
         let success = (200..300).contains(&status);
         let metered = observation.map(|o| &o.metered);
-        let reported = metered.and_then(|m| m.usage);
+        let reported = metered.and_then(|m| m.usage.clone());
         let (usage, source) = match (reported, metered) {
             (Some(u), Some(m)) if m.complete => (Some(u), UsageSource::Reported),
             (Some(u), Some(_)) => (Some(u), UsageSource::Partial),
@@ -263,18 +263,18 @@ impl Pending {
         let model = metered.and_then(|m| m.model.clone()).or_else(|| self.facts.model.clone());
         let price = model.as_deref().and_then(|m| self.prices.resolve(&self.provider, m));
         if price.is_none() {
-            if let (Some(m), Some(_)) = (&model, usage) {
+            if let (Some(m), Some(_)) = (&model, &usage) {
                 self.metering.warn_unpriced(&self.provider, m);
             }
         }
-        let cost = match (price.as_ref(), usage) {
-            (Some(p), Some(u)) => p.price.cost(&u),
+        let cost = match (price.as_ref(), &usage) {
+            (Some(p), Some(u)) => p.price.cost(u),
             _ => Decimal::ZERO,
         };
         if observation.is_some_and(|o| o.end != End::Complete) {
             tracing::info!(request_id = %self.request_id, usage_source = source.as_str(), "response ended early");
         }
-        let field = |f: fn(&Usage) -> u64| usage.map(|u| f(&u));
+        let field = |f: fn(&Usage) -> u64| usage.as_ref().map(f);
         CostRecord {
             id: Uuid::now_v7(),
             request_id: self.request_id,

@@ -4,6 +4,11 @@
 //! Anthropic's `input_tokens` excludes cache reads and writes, so the normalized input is the sum
 //! of all three. `message_delta.usage` holds running totals: every non-null field replaces the
 //! value seen so far (adding would double-count the `message_start` placeholder output).
+//!
+//! The usage object also reports the billed dimensions beyond tokens, with the same replace
+//! semantics: `service_tier` (`standard`, `priority`, `batch`), `inference_geo` (only in
+//! `message_start` when streamed) and `server_tool_use` (web searches and fetches, cumulative in
+//! `message_delta`).
 
 use serde::Deserialize;
 
@@ -22,6 +27,10 @@ pub struct Decoder {
     output: Option<u64>,
     thinking: Option<u64>,
     iterations: Option<Iterations>,
+    web_search: Option<u64>,
+    web_fetch: Option<u64>,
+    service_tier: Option<String>,
+    inference_geo: Option<String>,
 }
 
 /// Sums over `usage.iterations` (beta compaction), which then supersede the top-level counts.
@@ -69,6 +78,16 @@ struct RawUsage {
     output_tokens: Count,
     output_tokens_details: Maybe<OutputDetails>,
     iterations: List<Iteration>,
+    server_tool_use: Maybe<ServerToolUse>,
+    service_tier: Text,
+    inference_geo: Text,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ServerToolUse {
+    web_search_requests: Count,
+    web_fetch_requests: Count,
 }
 
 #[derive(Deserialize, Default)]
@@ -115,13 +134,13 @@ impl Decoder {
                 if let Some(message) = payload.message.0 {
                     tally.offer_model(message.model);
                     if let Some(usage) = message.usage.0 {
-                        self.apply(&usage, tally);
+                        self.apply(usage, tally);
                     }
                 }
             }
             "message_delta" => {
                 if let Some(usage) = payload.usage.0 {
-                    self.apply(&usage, tally);
+                    self.apply(usage, tally);
                     tally.complete = true;
                 }
             }
@@ -139,13 +158,13 @@ impl Decoder {
         }
         tally.offer_model(body.model);
         if let Some(usage) = body.usage.0 {
-            self.apply(&usage, tally);
+            self.apply(usage, tally);
             tally.complete = tally.usage.is_some();
         }
     }
 
     /// Replaces every counter the report carries, then republishes the normalized usage.
-    fn apply(&mut self, usage: &RawUsage, tally: &mut Tally) {
+    fn apply(&mut self, usage: RawUsage, tally: &mut Tally) {
         let creation = usage.cache_creation.0.as_ref();
         replace(&mut self.input, usage.input_tokens);
         replace(&mut self.cache_write, usage.cache_creation_input_tokens);
@@ -159,6 +178,16 @@ impl Decoder {
         );
         if let Some(sums) = sum_iterations(&usage.iterations.0) {
             self.iterations = Some(sums);
+        }
+        if let Some(tools) = usage.server_tool_use.0 {
+            replace(&mut self.web_search, tools.web_search_requests);
+            replace(&mut self.web_fetch, tools.web_fetch_requests);
+        }
+        if usage.service_tier.0.is_some() {
+            self.service_tier = usage.service_tier.0;
+        }
+        if usage.inference_geo.0.is_some() {
+            self.inference_geo = usage.inference_geo.0;
         }
         if let Some(normalized) = self.normalize() {
             tally.usage = Some(normalized);
@@ -201,6 +230,12 @@ impl Decoder {
             cache_write_1h_tokens: self.cache_write_1h.unwrap_or(0),
             output_tokens: output,
             reasoning_tokens: self.thinking.unwrap_or(0),
+            audio_input_tokens: None,
+            audio_output_tokens: None,
+            web_search_requests: self.web_search,
+            web_fetch_requests: self.web_fetch,
+            service_tier: self.service_tier.clone(),
+            inference_geo: self.inference_geo.clone(),
         })
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! Every stream chunk carries a snapshot of running totals, so the last snapshot wins and nothing
 //! is summed. `candidatesTokenCount` excludes thoughts and `promptTokenCount` excludes tool-use
-//! prompt tokens, so both are added in to reach the inclusive totals.
+//! prompt tokens, so both are added in to reach the inclusive totals. The `AUDIO` entries of
+//! `promptTokensDetails` (a per-modality split of `promptTokenCount`) are the audio input tokens.
 
 use serde::Deserialize;
 
-use super::json::{parse, Count, List, Maybe, Present, Text};
+use super::json::{parse, Count, Fold, Folded, List, Maybe, Present, Str, Text};
 use super::sse::Event;
 use super::{Tally, Usage};
 
@@ -48,6 +49,31 @@ struct UsageMetadata {
     tool_use_prompt_token_count: Count,
     #[serde(alias = "total_token_count")]
     total_token_count: Count,
+    #[serde(alias = "prompt_tokens_details")]
+    prompt_tokens_details: Folded<AudioTokens>,
+}
+
+/// The sum of the `AUDIO` entries of a per-modality token list.
+#[derive(Debug, Default)]
+struct AudioTokens(u64);
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct ModalityCount<'a> {
+    #[serde(borrow)]
+    modality: Str<'a>,
+    #[serde(alias = "token_count")]
+    token_count: Count,
+}
+
+impl<'de> Fold<'de> for AudioTokens {
+    type Item = ModalityCount<'de>;
+
+    fn add(&mut self, item: ModalityCount<'de>) {
+        if item.modality.is("AUDIO") {
+            self.0 = self.0.saturating_add(item.token_count.0.unwrap_or(0));
+        }
+    }
 }
 
 impl UsageMetadata {
@@ -73,6 +99,8 @@ impl UsageMetadata {
             cache_write_1h_tokens: 0,
             output_tokens: n(self.candidates_token_count).saturating_add(thoughts),
             reasoning_tokens: thoughts,
+            audio_input_tokens: self.prompt_tokens_details.0.as_ref().map(|a| a.0),
+            ..Usage::default()
         })
     }
 }

@@ -6,6 +6,7 @@
 //! do not expect into `None` instead of failing. Unknown keys are skipped by serde without
 //! building values.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
@@ -20,6 +21,18 @@ pub struct Count(pub Option<u64>);
 /// A JSON string, anything else reads as `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Text(pub Option<String>);
+
+/// A JSON string borrowed from the input when it has no escapes (no allocation), anything
+/// else reads as `None`: for tags such as an item's `type`, compared and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Str<'a>(pub Option<Cow<'a, str>>);
+
+impl Str<'_> {
+    /// Whether the string is exactly `want`.
+    pub fn is(&self, want: &str) -> bool {
+        self.0.as_deref() == Some(want)
+    }
+}
 
 /// A JSON object decoded as `T`; anything else reads as `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +88,7 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     Ok(())
 }
 
-/// Visitor methods shared by `Count` and `Text` for the JSON types they ignore.
+/// Visitor methods shared by `Count`, `Text` and `Str` for the JSON types they ignore.
 macro_rules! ignore_other_types {
     () => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
@@ -163,6 +176,40 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+struct StrVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for StrVisitor<'a> {
+    type Value = Str<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'a>, E> {
+        Ok(Str(Some(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'a>, E> {
+        Ok(Str(Some(Cow::Owned(v.to_owned()))))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Str<'a>, E> {
+        Ok(Str(None))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Str<'a>, E> {
+        Ok(Str(None))
+    }
+
+    ignore_other_types!();
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrVisitor(PhantomData))
+    }
+}
+
 struct MaybeVisitor<T>(PhantomData<T>);
 
 impl<'de, T: Deserialize<'de>> Visitor<'de> for MaybeVisitor<T> {
@@ -206,6 +253,76 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for MaybeVisitor<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Maybe<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(MaybeVisitor(PhantomData))
+    }
+}
+
+/// What a [`Folded`] array accumulates: each object element decoded as `Item`, added in order.
+pub trait Fold<'de>: Default {
+    /// The shape of one element.
+    type Item: Deserialize<'de>;
+    /// Takes one element into the running result.
+    fn add(&mut self, item: Self::Item);
+}
+
+/// A JSON array folded element by element into `F` without building it (`None` when the
+/// value is not an array); elements that are not objects of the right shape are skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folded<F>(pub Option<F>);
+
+impl<F> Default for Folded<F> {
+    fn default() -> Self {
+        Folded(None)
+    }
+}
+
+struct FoldedVisitor<F>(PhantomData<F>);
+
+impl<'de, F: Fold<'de>> Visitor<'de> for FoldedVisitor<F> {
+    type Value = Folded<F>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Folded<F>, A::Error> {
+        let mut acc = F::default();
+        while let Some(item) = seq.next_element::<Maybe<F::Item>>()? {
+            if let Some(item) = item.0 {
+                acc.add(item);
+            }
+        }
+        Ok(Folded(Some(acc)))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Folded<F>, E> {
+        Ok(Folded(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Folded<F>, A::Error> {
+        drain_map(map).map(|()| Folded(None))
+    }
+}
+
+impl<'de, F: Fold<'de>> Deserialize<'de> for Folded<F> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FoldedVisitor(PhantomData))
     }
 }
 
@@ -296,6 +413,48 @@ mod tests {
         assert_eq!(p.s, Text(Some("m".into())));
         assert_eq!(p.o, Maybe(Some(Inner { k: Count(Some(2)) })));
         assert_eq!(p.l.0, vec![Inner { k: Count(Some(1)) }, Inner { k: Count(None) }]);
+    }
+
+    #[test]
+    fn str_borrows_plain_strings_and_reads_other_types_as_none() {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Tags<'a> {
+            #[serde(borrow)]
+            a: Str<'a>,
+            #[serde(borrow)]
+            b: Str<'a>,
+            #[serde(borrow)]
+            c: Str<'a>,
+        }
+        let t: Tags = parse(br#"{"a":"AUDIO","b":"\u0041UDIO","c":{"x":[1]}}"#).unwrap_or_default();
+        assert!(matches!(t.a.0, Some(Cow::Borrowed("AUDIO"))));
+        assert!(t.b.is("AUDIO") && matches!(t.b.0, Some(Cow::Owned(_))));
+        assert_eq!(t.c, Str(None));
+        assert!(!Str(None).is(""));
+    }
+
+    #[test]
+    fn folded_arrays_skip_odd_elements_and_non_arrays_read_as_none() {
+        #[derive(Default, Debug, PartialEq)]
+        struct Sum(u64);
+        impl Fold<'_> for Sum {
+            type Item = Inner;
+            fn add(&mut self, item: Inner) {
+                self.0 += item.k.0.unwrap_or(0);
+            }
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Holder {
+            f: Folded<Sum>,
+        }
+        let h: Holder = parse(br#"{"f":[{"k":2},7,null,"x",[1],{"k":"3"},{"k":5}]}"#).unwrap_or_default();
+        assert_eq!(h.f, Folded(Some(Sum(7))));
+        for odd in [&br#"{"f":{"k":2}}"#[..], br#"{"f":"x"}"#, br#"{"f":null}"#, b"{}"] {
+            let h: Holder = parse(odd).unwrap_or_default();
+            assert_eq!(h.f, Folded(None));
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn check_case(name: &str) {
     assert_eq!(got.complete, expected["usage_complete"] == true, "{name}: usage_complete");
     assert_eq!(got.upstream_error, expected["upstream_error"] == true, "{name}: upstream_error");
     assert!(!got.overflowed, "{name}: overflowed");
-    let tokens = got.usage.map(|u| {
+    let tokens = got.usage.as_ref().map(|u| {
         [u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.output_tokens, u.reasoning_tokens]
     });
     let keys =
@@ -108,7 +108,32 @@ fn check_case(name: &str) {
         assert_eq!(tokens.map(|t| t[i]), field(&expected, key), "{name}: {key}");
     }
     if let Some(h1) = field(&expected["extra"], "cache_write_1h_tokens") {
-        assert_eq!(got.usage.map(|u| u.cache_write_1h_tokens), Some(h1), "{name}: 1h");
+        assert_eq!(got.usage.as_ref().map(|u| u.cache_write_1h_tokens), Some(h1), "{name}: 1h");
+    }
+    if let Some(usage) = &got.usage {
+        check_dimensions(name, &expected, usage);
+    }
+}
+
+/// The billed dimensions beyond tokens: a field the case carries must match exactly; an absent
+/// count means "not applicable", which a record may hold as null or 0.
+pub(super) fn check_dimensions(name: &str, expected: &Value, usage: &Usage) {
+    let counts = [
+        ("audio_input_tokens", usage.audio_input_tokens),
+        ("audio_output_tokens", usage.audio_output_tokens),
+        ("web_search_requests", usage.web_search_requests),
+        ("web_fetch_requests", usage.web_fetch_requests),
+    ];
+    for (key, got) in counts {
+        match field(expected, key) {
+            Some(want) => assert_eq!(got, Some(want), "{name}: {key}"),
+            None => assert!(got.unwrap_or(0) == 0, "{name}: {key} = {got:?}, the case has none"),
+        }
+    }
+    for (key, got) in [("service_tier", &usage.service_tier), ("inference_geo", &usage.inference_geo)] {
+        if let Some(want) = expected.get(key).filter(|v| !v.is_null()) {
+            assert_eq!(got.as_deref(), want.as_str(), "{name}: {key}");
+        }
     }
 }
 
@@ -220,4 +245,5 @@ fn detect_paths() {
     }
 }
 
+mod dimensions;
 mod synthetic;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Builds an event-stream body from `(event name, data)` pairs; an empty name writes no `event:`.
-fn stream(events: &[(&str, &str)]) -> Vec<u8> {
+pub(super) fn stream(events: &[(&str, &str)]) -> Vec<u8> {
     let mut out = String::new();
     for (name, data) in events {
         if !name.is_empty() {
@@ -175,7 +175,9 @@ fn anthropic_delta_replaces_input_with_server_tools_and_null_keeps() {
         ),
     ]);
     let got = meter_all_slicings(Kind::Anthropic, Api::Messages, 200, true, &body);
-    assert_eq!(got.usage, Some(usage(900, 0, 0, 50, 0)));
+    let mut want = usage(900, 0, 0, 50, 0);
+    want.web_search_requests = Some(1);
+    assert_eq!(got.usage, Some(want));
 }
 
 #[test]
