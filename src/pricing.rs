@@ -1,26 +1,31 @@
 //! Model price list: loading and validating prices, resolving a reported model name to its
-//! entry, and turning normalized token counts into an exact `Decimal` cost (SPEC §5).
+//! entry, and turning normalized usage into an exact `Decimal` cost (SPEC §5).
 //!
 //! The shipped list is `config/pricing.toml`, compiled in. Prices are USD per million tokens,
 //! written as decimal strings so that no float ever touches them.
+//!
+//! * `raw`: the serde shapes of an entry and their validation.
+//! * `cost`: which rates apply (service tier, long context) and the cost formula, including
+//!   audio rates, server-side tool fees and the inference-geo factor; the admission upper bound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
 
 use crate::usage::Usage;
 
+mod cost;
+mod raw;
 #[cfg(test)]
 mod tests;
+
+pub use cost::Ask;
+pub use raw::{RawLongContext, RawModelPrice, RawTier};
 
 /// The price list compiled into the binary.
 const SHIPPED: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pricing.toml"));
 
-/// Prices are quoted per this many tokens.
-const PER_TOKENS: u64 = 1_000_000;
-
-/// One tier of prices, USD per million tokens.
+/// One table of rates, USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prices {
     /// Uncached input tokens.
@@ -33,6 +38,19 @@ pub struct Prices {
     pub cache_write_1h: Option<Decimal>,
     /// Output tokens, reasoning included.
     pub output: Decimal,
+    /// Audio input tokens (a part of the input); `None` = billed at `input`.
+    pub input_audio: Option<Decimal>,
+    /// Audio output tokens (a part of the output); `None` = billed at `output`.
+    pub output_audio: Option<Decimal>,
+}
+
+/// The rates of one service tier: the entry's rates overlaid with the tier's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    /// Rates at or below the long-context threshold.
+    pub rates: Prices,
+    /// The tier's own long-context rates; without them the entry's apply above its threshold.
+    pub long_context: Option<(u64, Prices)>,
 }
 
 /// A validated price entry for one model.
@@ -49,6 +67,14 @@ pub struct ModelPrice {
     /// `(threshold_input_tokens, prices)`: above the threshold the whole request uses these
     /// prices; fields the file left out are already filled in from `base`.
     pub long_context: Option<(u64, Prices)>,
+    /// Rate tables by the tier name a response reports; fields already filled in from `base`.
+    pub service_tiers: BTreeMap<String, Tier>,
+    /// USD per 1,000 server-side web search calls (`None` = no fee).
+    pub web_search_per_1k: Option<Decimal>,
+    /// USD per 1,000 server-side web fetch calls (`None` = no fee).
+    pub web_fetch_per_1k: Option<Decimal>,
+    /// Factor on the token cost by reported `inference_geo` (absent = 1).
+    pub inference_geo: BTreeMap<String, Decimal>,
     /// Where the price comes from.
     pub source: Option<String>,
     /// Date of the source.
@@ -57,6 +83,12 @@ pub struct ModelPrice {
     pub confidence: Option<String>,
     /// Who sells the model (`openai`, `anthropic`, `gemini`, `deepseek`, ...).
     pub vendor: Option<String>,
+    /// Where the tier tables come from.
+    pub service_tiers_source: Option<String>,
+    /// Where the server-side tool fees come from.
+    pub server_tools_source: Option<String>,
+    /// Where the inference-geo factors come from.
+    pub inference_geo_source: Option<String>,
 }
 
 /// Errors from loading or validating prices; messages name the entry and the field.
@@ -67,10 +99,10 @@ pub enum PricingError {
     Toml(#[from] toml::de::Error),
     /// A price is not a decimal number.
     #[error("{entry}: `{field}` = {value:?} is not a decimal number")]
-    NotDecimal { entry: String, field: &'static str, value: String },
+    NotDecimal { entry: String, field: String, value: String },
     /// A price is negative.
     #[error("{entry}: `{field}` = {value:?} is negative")]
-    Negative { entry: String, field: &'static str, value: String },
+    Negative { entry: String, field: String, value: String },
     /// A required text field is empty.
     #[error("{entry}: `{field}` must not be empty")]
     Empty { entry: String, field: &'static str },
@@ -79,172 +111,7 @@ pub enum PricingError {
     Duplicate { entry: String, field: &'static str, name: String },
 }
 
-/// Serde shape of one price entry: a `[[models]]` table in the price file, or a
-/// `[[pricing.models]]` table in the main config. Prices are decimal strings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawModelPrice {
-    /// Model name as providers report it.
-    pub name: String,
-    /// Restrict the entry to the configured provider with this name.
-    pub provider: Option<String>,
-    /// Other exact names for the model.
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// USD per million uncached input tokens.
-    pub input: String,
-    /// USD per million cache-read input tokens (default: `input`).
-    pub cached_input: Option<String>,
-    /// USD per million (5-minute) cache-write input tokens (default: `input`).
-    pub cache_write: Option<String>,
-    /// USD per million 1-hour cache-write input tokens (default: `input`).
-    pub cache_write_1h: Option<String>,
-    /// USD per million output tokens, reasoning included.
-    pub output: String,
-    /// Prices for the whole request when its input exceeds a threshold.
-    pub long_context: Option<RawLongContext>,
-    /// Where the price comes from.
-    pub source: Option<String>,
-    /// Date of the source.
-    pub date: Option<String>,
-    /// `high`, `medium` or `low`.
-    pub confidence: Option<String>,
-    /// Free-form remarks.
-    pub notes: Option<String>,
-    /// Who sells the model (informational).
-    pub vendor: Option<String>,
-}
-
-/// Serde shape of a `long_context` table; absent prices fall back to the base tier's.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLongContext {
-    /// The tier applies when a request's input tokens exceed this.
-    pub threshold_input_tokens: u64,
-    /// USD per million uncached input tokens.
-    pub input: Option<String>,
-    /// USD per million cache-read input tokens.
-    pub cached_input: Option<String>,
-    /// USD per million (5-minute) cache-write input tokens.
-    pub cache_write: Option<String>,
-    /// USD per million 1-hour cache-write input tokens.
-    pub cache_write_1h: Option<String>,
-    /// USD per million output tokens.
-    pub output: Option<String>,
-}
-
-/// Serde shape of a whole price file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPriceFile {
-    #[serde(default)]
-    models: Vec<RawModelPrice>,
-}
-
-impl RawModelPrice {
-    /// Checks the entry and parses its prices; `path` (e.g. `pricing.models[2]`) names it in errors.
-    pub fn validate(self, path: &str) -> Result<ModelPrice, PricingError> {
-        let entry = if self.name.is_empty() { path.to_owned() } else { format!("{path} ({})", self.name) };
-        let empty = |field| PricingError::Empty { entry: entry.clone(), field };
-        if self.name.trim().is_empty() {
-            return Err(empty("name"));
-        }
-        if self.provider.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            return Err(empty("provider"));
-        }
-        if self.aliases.iter().any(|a| a.trim().is_empty()) {
-            return Err(empty("aliases"));
-        }
-        let base = Prices {
-            input: price(&entry, "input", &self.input)?,
-            cached_input: opt_price(&entry, "cached_input", self.cached_input.as_deref())?,
-            cache_write: opt_price(&entry, "cache_write", self.cache_write.as_deref())?,
-            cache_write_1h: opt_price(&entry, "cache_write_1h", self.cache_write_1h.as_deref())?,
-            output: price(&entry, "output", &self.output)?,
-        };
-        let long_context = match self.long_context {
-            None => None,
-            Some(lc) => {
-                let tier = Prices {
-                    input: opt_price(&entry, "long_context.input", lc.input.as_deref())?
-                        .unwrap_or(base.input),
-                    cached_input: opt_price(&entry, "long_context.cached_input", lc.cached_input.as_deref())?
-                        .or(base.cached_input),
-                    cache_write: opt_price(&entry, "long_context.cache_write", lc.cache_write.as_deref())?
-                        .or(base.cache_write),
-                    cache_write_1h: opt_price(
-                        &entry,
-                        "long_context.cache_write_1h",
-                        lc.cache_write_1h.as_deref(),
-                    )?
-                    .or(base.cache_write_1h),
-                    output: opt_price(&entry, "long_context.output", lc.output.as_deref())?
-                        .unwrap_or(base.output),
-                };
-                Some((lc.threshold_input_tokens, tier))
-            }
-        };
-        Ok(ModelPrice {
-            name: self.name,
-            provider: self.provider,
-            aliases: self.aliases,
-            base,
-            long_context,
-            source: self.source,
-            date: self.date,
-            confidence: self.confidence,
-            vendor: self.vendor,
-        })
-    }
-}
-
-/// Parses one required price.
-fn price(entry: &str, field: &'static str, text: &str) -> Result<Decimal, PricingError> {
-    let value = Decimal::from_str_exact(text.trim()).map_err(|_| PricingError::NotDecimal {
-        entry: entry.to_owned(),
-        field,
-        value: text.to_owned(),
-    })?;
-    if value.is_sign_negative() && !value.is_zero() {
-        return Err(PricingError::Negative { entry: entry.to_owned(), field, value: text.to_owned() });
-    }
-    Ok(value.normalize())
-}
-
-/// Parses one optional price.
-fn opt_price(entry: &str, field: &'static str, text: Option<&str>) -> Result<Option<Decimal>, PricingError> {
-    text.map(|t| price(entry, field, t)).transpose()
-}
-
 impl ModelPrice {
-    /// The prices that apply to a request with this many input tokens (all input, cache included).
-    pub fn tier(&self, input_tokens: u64) -> &Prices {
-        match &self.long_context {
-            Some((threshold, prices)) if input_tokens > *threshold => prices,
-            _ => &self.base,
-        }
-    }
-
-    /// Exact cost in USD of one request's normalized usage.
-    pub fn cost(&self, usage: &Usage) -> Decimal {
-        let p = self.tier(usage.input_tokens);
-        let cached = usage.cached_input_tokens;
-        let write = usage.cache_write_tokens;
-        let write_1h = usage.cache_write_1h_tokens.min(write);
-        let uncached = usage.input_tokens.saturating_sub(cached).saturating_sub(write);
-        let terms = [
-            (uncached, p.input),
-            (cached, p.cached_input.unwrap_or(p.input)),
-            (write - write_1h, p.cache_write.unwrap_or(p.input)),
-            (write_1h, p.cache_write_1h.unwrap_or(p.input)),
-            (usage.output_tokens, p.output),
-        ];
-        let total = terms.iter().fold(Decimal::ZERO, |sum, &(n, price)| {
-            sum.saturating_add(Decimal::from(n).saturating_mul(price))
-        });
-        (total / Decimal::from(PER_TOKENS)).normalize()
-    }
-
     /// The restriction class this entry belongs to: its provider, or `""` for any provider.
     fn class(&self) -> &str {
         self.provider.as_deref().unwrap_or("")
@@ -269,6 +136,20 @@ pub struct Resolved<'a> {
     pub price: &'a ModelPrice,
     /// Which resolution step found it.
     pub matched_by: Match,
+    /// The list's tier aliases (a reported name that means another tier's table).
+    pub tier_aliases: &'a BTreeMap<String, String>,
+}
+
+impl Resolved<'_> {
+    /// Exact cost in USD of one response's usage (its reported tier through the aliases).
+    pub fn cost(&self, usage: &Usage) -> Decimal {
+        self.price.cost_with(usage, self.tier_aliases)
+    }
+
+    /// The admission estimate of a request: an upper bound of what it can cost.
+    pub fn upper_bound(&self, ask: &Ask<'_>) -> Decimal {
+        self.price.upper_bound(ask, self.tier_aliases)
+    }
 }
 
 /// All known model prices, indexed for resolution.
@@ -277,6 +158,9 @@ pub struct PriceList {
     models: Vec<ModelPrice>,
     /// Restriction class (`""` = unrestricted) -> model name or alias -> index into `models`.
     index: HashMap<String, HashMap<String, usize>>,
+    /// Reported tier name -> the tier whose table it means, when a model has no table of its own
+    /// under that name.
+    tier_aliases: BTreeMap<String, String>,
 }
 
 impl PriceList {
@@ -285,9 +169,10 @@ impl PriceList {
         Self::from_toml(SHIPPED)
     }
 
-    /// Parses a price file (`[[models]]` tables); a name listed twice for the same provider is an error.
+    /// Parses a price file (`[[models]]` tables, `[service_tier_aliases]`); a name listed twice
+    /// for the same provider is an error.
     pub fn from_toml(text: &str) -> Result<PriceList, PricingError> {
-        let raw: RawPriceFile = toml::from_str(text)?;
+        let raw: raw::RawPriceFile = toml::from_str(text)?;
         let models = raw
             .models
             .into_iter()
@@ -304,7 +189,7 @@ impl PriceList {
                 }
             }
         }
-        Ok(Self::indexed(models))
+        Ok(Self::indexed(models, raw.service_tier_aliases))
     }
 
     /// Applies config entries: one with the same name and provider restriction replaces the
@@ -317,19 +202,16 @@ impl PriceList {
                 None => models.push(o),
             }
         }
-        Self::indexed(models)
+        Self::indexed(models, self.tier_aliases)
     }
 
-    /// The highest input and output prices (any tier) among the entries `include` picks by
-    /// vendor: what a request whose model cannot be priced is estimated at, so it cannot
-    /// pass a hard budget with a zero reservation.
-    pub fn highest(&self, include: impl Fn(Option<&str>) -> bool) -> Option<(Decimal, Decimal)> {
-        self.models
-            .iter()
-            .filter(|m| include(m.vendor.as_deref()))
-            .flat_map(|m| std::iter::once(&m.base).chain(m.long_context.as_ref().map(|(_, p)| p)))
-            .map(|p| (p.input, p.output))
-            .reduce(|(i, o), (pi, po)| (i.max(pi), o.max(po)))
+    /// The admission estimate of a request whose model cannot be priced: an upper bound at the
+    /// highest rates, fees and factors (any tier, long context included) among the entries
+    /// `include` picks by vendor, so it cannot pass a hard budget with a zero reservation.
+    /// `None` when no entry is picked.
+    pub fn ceiling_bound(&self, include: impl Fn(Option<&str>) -> bool, ask: &Ask<'_>) -> Option<Decimal> {
+        let picked: Vec<&ModelPrice> = self.models.iter().filter(|m| include(m.vendor.as_deref())).collect();
+        cost::ceiling(&picked).map(|c| c.upper_bound(ask, &self.tier_aliases))
     }
 
     /// Every entry, in file order (overrides that added a model come last).
@@ -341,7 +223,11 @@ impl PriceList {
     /// name or alias, then without a snapshot suffix, then the longest prefix at a `-`. At each
     /// step an entry restricted to `provider` wins over an unrestricted one.
     pub fn resolve(&self, provider: &str, model: &str) -> Option<Resolved<'_>> {
-        let found = |i: usize, matched_by| Resolved { price: &self.models[i], matched_by };
+        let found = |i: usize, matched_by| Resolved {
+            price: &self.models[i],
+            matched_by,
+            tier_aliases: &self.tier_aliases,
+        };
         if let Some(i) = self.lookup(provider, model) {
             return Some(found(i, Match::Exact));
         }
@@ -362,7 +248,7 @@ impl PriceList {
 
     /// Builds the name index: aliases first, then names, so a name beats an alias and a later
     /// entry beats an earlier one.
-    fn indexed(models: Vec<ModelPrice>) -> PriceList {
+    fn indexed(models: Vec<ModelPrice>, tier_aliases: BTreeMap<String, String>) -> PriceList {
         let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
         for names_pass in [false, true] {
             for (i, m) in models.iter().enumerate() {
@@ -374,7 +260,7 @@ impl PriceList {
                 }
             }
         }
-        PriceList { models, index }
+        PriceList { models, index, tier_aliases }
     }
 }
 

@@ -1,7 +1,10 @@
 //! Tests for the price list: shipped entries, name resolution, overrides, costs against the
 //! public corpus, long-context tiers, fallbacks and validation errors.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+
+use serde::Deserialize;
 
 use super::*;
 
@@ -32,7 +35,7 @@ fn usage(input: u64, cached: u64, write: u64, write_1h: u64, output: u64) -> Usa
 #[test]
 fn every_shipped_entry_parses_and_has_source_date_and_confidence() {
     let list = shipped();
-    assert_eq!(list.models().len(), 38);
+    assert_eq!(list.models().len(), 41);
     for m in list.models() {
         assert!(m.source.as_deref().is_some_and(|s| !s.is_empty()), "{} has no source", m.name);
         let date = m.date.as_deref().unwrap_or("");
@@ -55,6 +58,37 @@ fn shipped_prices_are_the_facts_exactly() {
     assert_eq!(haiku.base.cache_write_1h, Some(dec("2")));
     let (threshold, tier) = get("openai", "gpt-5.4").long_context.clone().unwrap();
     assert_eq!((threshold, tier.input, tier.output), (272_000, dec("5"), dec("22.5")));
+
+    // The billed dimensions beyond tokens.
+    let gpt54 = get("openai", "gpt-5.4");
+    let flex = &gpt54.service_tiers["flex"];
+    assert_eq!(
+        (flex.rates.input, flex.rates.cached_input, flex.rates.output),
+        (dec("1.25"), Some(dec("0.13")), dec("7.5"))
+    );
+    assert_eq!(gpt54.service_tiers["priority"].rates.output, dec("30"));
+    assert_eq!(gpt54.web_search_per_1k, Some(dec("10")));
+    let sol_flex = &get("openai", "gpt-5.6-sol").service_tiers["flex"];
+    assert_eq!(sol_flex.long_context.as_ref().map(|(t, p)| (*t, p.output)), Some((272_000, dec("22.5"))));
+    let audio = get("openai", "gpt-4o-audio-preview-2025-06-03");
+    assert_eq!((audio.base.input_audio, audio.base.output_audio), (Some(dec("40")), Some(dec("80"))));
+    assert_eq!(get("openai", "gpt-4o-audio-preview-2024-10-01").base.input_audio, Some(dec("100")));
+    assert_eq!(get("gemini", "gemini-2.5-flash").base.input_audio, Some(dec("1")));
+    let opus = get("anthropic", "claude-opus-4-6");
+    assert_eq!(opus.inference_geo.get("us"), Some(&dec("1.1")));
+    assert_eq!((opus.web_search_per_1k, opus.web_fetch_per_1k), (Some(dec("10")), Some(Decimal::ZERO)));
+    assert_eq!(opus.service_tiers["batch"].rates.cache_write_1h, Some(dec("5")));
+    assert!(get("anthropic", "claude-opus-4-5").inference_geo.is_empty());
+    for m in list.models() {
+        let dims = [
+            (!m.service_tiers.is_empty(), &m.service_tiers_source),
+            (m.web_search_per_1k.is_some() || m.web_fetch_per_1k.is_some(), &m.server_tools_source),
+            (!m.inference_geo.is_empty(), &m.inference_geo_source),
+        ];
+        for (present, source) in dims {
+            assert_eq!(present, source.is_some(), "{}: a billed dimension without its source", m.name);
+        }
+    }
 }
 
 /// Expected resolution: entry name, its provider restriction, how it matched.
@@ -184,6 +218,8 @@ fn costs_match_every_public_corpus_reference() {
         let text = std::fs::read_to_string(&path).unwrap();
         let Some(reference) = json_field(&text, 2, "reference_cost_usd") else { continue };
         let tokens = |key: &str| json_field(&text, 2, key).unwrap().parse::<u64>().unwrap();
+        let count = |key: &str| json_field(&text, 2, key).map(|v| v.parse::<u64>().unwrap());
+        let name = |key: &str| json_field(&text, 2, key).map(|v| v.trim_matches('"').to_owned());
         let u = Usage {
             input_tokens: tokens("input_tokens"),
             cached_input_tokens: tokens("cached_input_tokens"),
@@ -192,7 +228,12 @@ fn costs_match_every_public_corpus_reference() {
                 .map_or(0, |v| v.parse().unwrap()),
             output_tokens: tokens("output_tokens"),
             reasoning_tokens: tokens("reasoning_tokens"),
-            ..Usage::default()
+            audio_input_tokens: count("audio_input_tokens"),
+            audio_output_tokens: count("audio_output_tokens"),
+            web_search_requests: count("web_search_requests"),
+            web_fetch_requests: count("web_fetch_requests"),
+            service_tier: name("service_tier"),
+            inference_geo: name("inference_geo"),
         };
         let key = json_field(&text, 2, "pricing_key").unwrap().trim_matches('"');
         let (restriction, name) = match key.split_once('/') {
@@ -201,16 +242,17 @@ fn costs_match_every_public_corpus_reference() {
         };
         let price = list.models().iter().find(|m| m.name == name && m.provider.as_deref() == restriction);
         let price = price.unwrap_or_else(|| panic!("{file}: no entry for {key}"));
-        let want = json_decimal(reference);
-        let got = price.cost(&u);
-        assert!((got - want).abs() <= dec("0.000000001"), "{file}: {got} != {want}");
-        assert_eq!(got, want.normalize(), "{file}");
-
         // The reported model resolves to the same entry (tollgate names Azure's provider "azure").
         let provider = json_field(&text, 2, "provider").unwrap().trim_matches('"');
         let provider = if provider == "azure_openai" { "azure" } else { provider };
         let model = json_field(&text, 2, "model").unwrap().trim_matches('"');
-        assert_eq!(list.resolve(provider, model).map(|r| r.price), Some(price), "{file}: {model}");
+        let resolved = list.resolve(provider, model).unwrap_or_else(|| panic!("{file}: {model} unpriced"));
+        assert_eq!(resolved.price, price, "{file}: {model}");
+
+        let want = json_decimal(reference);
+        let got = resolved.cost(&u);
+        assert!((got - want).abs() <= dec("0.000000001"), "{file}: {got} != {want}");
+        assert_eq!(got, want.normalize(), "{file}");
         checked.push(file);
     }
     assert_eq!(checked.len(), 15, "{checked:?}");
@@ -220,7 +262,7 @@ fn costs_match_every_public_corpus_reference() {
 fn long_context_tier_prices_the_whole_request() {
     let list = shipped();
     let gpt54 = list.resolve("openai", "gpt-5.4").unwrap().price;
-    assert_eq!(gpt54.tier(272_000), &gpt54.base);
+    assert_eq!(gpt54.rates(None, 272_000), &gpt54.base);
     // At the threshold: base rates. 272,000 = 200,000 uncached + 72,000 cached.
     let at = usage(272_000, 72_000, 0, 0, 1_000);
     assert_eq!(gpt54.cost(&at), dec("0.533"));
@@ -288,6 +330,20 @@ fn bad_entries_name_the_entry_and_field() {
         ("input = \"1\"\noutput = \"2\"\ncolour = \"red\"", "colour"),
         ("input = \"1\"\noutput = 2.5", "expected a string"),
         ("input = \"1\"\noutput = \"2\"\nlong_context = { output = \"1\" }", "threshold_input_tokens"),
+        ("input = \"1\"\noutput = \"2\"\ninput_audio = \"-4\"", "models[0] (a): `input_audio` = \"-4\" is negative"),
+        ("input = \"1\"\noutput = \"2\"\nweb_search_per_1k = \"ten\"", "`web_search_per_1k` = \"ten\""),
+        ("input = \"1\"\noutput = \"2\"\ninference_geo = { us = \"x\" }", "`inference_geo.us` = \"x\""),
+        ("input = \"1\"\noutput = \"2\"\ninference_geo = { us = 1.1 }", "expected a string"),
+        (
+            "input = \"1\"\noutput = \"2\"\n[models.service_tiers.flex]\noutput = \"1e2\"",
+            "models[0] (a): `service_tiers.flex.output` = \"1e2\" is not a decimal number",
+        ),
+        (
+            "input = \"1\"\noutput = \"2\"\n[models.service_tiers.flex]\nlong_context = { threshold_input_tokens = 9, cached_input = \"-1\" }",
+            "`service_tiers.flex.long_context.cached_input` = \"-1\" is negative",
+        ),
+        ("input = \"1\"\noutput = \"2\"\n[models.service_tiers.flex]\ncolour = \"1\"", "colour"),
+        ("input = \"1\"\noutput = \"2\"\n[models.service_tiers.flex]\nweb_search_per_1k = \"1\"", "web_search_per_1k"),
         ("output = \"2\"", "missing field `input`"),
     ];
     for (fields, want) in cases {
@@ -345,3 +401,5 @@ fn config_entries_deserialize_with_the_same_shape() {
     let list = shipped().with_overrides(overrides);
     assert_eq!(list.resolve("azure", "gpt-4o").unwrap().price.source.as_deref(), Some("our Azure contract"));
 }
+
+mod dimensions;

@@ -1,6 +1,7 @@
-//! Per-request metering: what the request body says (model, streaming, usage option),
-//! and the settle step that prices what the observer saw and hands exactly one cost
-//! record to the ledger.
+//! Per-request metering: what the request body says (model, streaming, usage option, and
+//! what may raise its price: tier, server tools, audio, geo), the admission estimate, and the
+//! settle step that prices what the observer saw and hands exactly one cost record to the
+//! ledger.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use crate::budget::Admission;
 use crate::config::{Provider, ProviderKind};
 use crate::journal::{Admitted, JournalError};
 use crate::ledger::Ledger;
-use crate::pricing::PriceList;
+use crate::pricing::{Ask, PriceList};
 use crate::store::{CostRecord, Identity, UsageSource};
 use crate::usage::observer::{End, Observation};
 use crate::usage::{Api, Usage};
@@ -29,7 +30,23 @@ pub struct RequestFacts {
     pub include_usage: bool,
     /// The request's own output cap, whichever field its API uses.
     pub max_output_tokens: Option<u64>,
+    /// The tier it asks for (`service_tier`); the response's may differ.
+    pub service_tier: Option<String>,
+    /// The region it asks to be served in (Anthropic `inference_geo`).
+    pub inference_geo: Option<String>,
+    /// Most server-side web searches its tools allow.
+    pub web_search_calls: u64,
+    /// Most server-side web fetches its tools allow.
+    pub web_fetch_calls: u64,
+    /// The body carries audio input.
+    pub audio_input: bool,
+    /// It asks for audio output (`modalities`, Gemini `responseModalities`).
+    pub audio_output: bool,
 }
+
+/// Server-side tool calls assumed for a tool that sets no `max_uses` (Anthropic) and a
+/// request without `max_tool_calls` (OpenAI Responses): neither API has a limit of its own.
+pub const DEFAULT_SERVER_TOOL_CALLS: u64 = 10;
 
 #[derive(Deserialize)]
 struct RawFacts {
@@ -47,51 +64,110 @@ struct RawFacts {
     max_output_tokens: Option<serde_json::Value>,
     #[serde(default, rename = "generationConfig")]
     generation_config: Option<serde_json::Value>,
+    #[serde(default)]
+    service_tier: Option<serde_json::Value>,
+    #[serde(default)]
+    inference_geo: Option<serde_json::Value>,
+    #[serde(default)]
+    tools: Option<serde_json::Value>,
+    #[serde(default)]
+    max_tool_calls: Option<serde_json::Value>,
+    #[serde(default)]
+    modalities: Option<serde_json::Value>,
+}
+
+/// Server-side tool calls a request's `tools` allow, `(web searches, web fetches)`: each
+/// `web_search*` / `web_fetch*` tool (Anthropic `web_search_20250305`, OpenAI `web_search`,
+/// `web_search_preview`) at its `max_uses`, or the default; all capped by `max_tool_calls`.
+fn server_tool_calls(tools: Option<&serde_json::Value>, max_tool_calls: Option<u64>) -> (u64, u64) {
+    let (mut search, mut fetch) = (0u64, 0u64);
+    for tool in tools.and_then(serde_json::Value::as_array).into_iter().flatten() {
+        let kind = tool.get("type").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let uses =
+            tool.get("max_uses").and_then(serde_json::Value::as_u64).unwrap_or(DEFAULT_SERVER_TOOL_CALLS);
+        if kind.starts_with("web_search") {
+            search = search.saturating_add(uses);
+        } else if kind.starts_with("web_fetch") {
+            fetch = fetch.saturating_add(uses);
+        }
+    }
+    match max_tool_calls {
+        Some(cap) => (search.min(cap), fetch.min(cap)),
+        None => (search, fetch),
+    }
+}
+
+/// Whether a request body carries audio input: an OpenAI `input_audio` part or a
+/// Gemini/inline part with an `audio/...` MIME type. A mention in text only raises the
+/// estimate, which stays an upper bound.
+fn has_audio_input(body: &[u8]) -> bool {
+    memchr::memmem::find(body, br#""input_audio""#).is_some()
+        || memchr::memmem::find(body, br#""audio/"#).is_some()
+}
+
+/// Whether a list of output modalities (`["text", "audio"]`, Gemini `["AUDIO"]`) has audio.
+fn asks_audio(modalities: Option<&serde_json::Value>) -> bool {
+    modalities
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|m| m.iter().any(|v| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("audio"))))
 }
 
 /// Reads the facts from a request body and path; a body that is not JSON yields none.
 pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
     let raw: Option<RawFacts> = serde_json::from_slice(body).ok();
-    let (mut model, stream, include_usage, max_output_tokens) = match raw {
+    let text = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_owned));
+    let mut facts = match raw {
         Some(r) => {
+            let generation = r.generation_config.as_ref();
             let cap = [r.max_completion_tokens, r.max_tokens, r.max_output_tokens]
                 .into_iter()
                 .flatten()
-                .chain(r.generation_config.and_then(|g| g.get("maxOutputTokens").cloned()))
+                .chain(generation.and_then(|g| g.get("maxOutputTokens").cloned()))
                 .find_map(|v| v.as_u64());
-            (
-                r.model.and_then(|m| m.as_str().map(str::to_owned)),
-                r.stream.and_then(|s| s.as_bool()).unwrap_or(false),
-                r.stream_options
+            let max_tool_calls = r.max_tool_calls.as_ref().and_then(serde_json::Value::as_u64);
+            let (web_search_calls, web_fetch_calls) = server_tool_calls(r.tools.as_ref(), max_tool_calls);
+            RequestFacts {
+                stream: r.stream.and_then(|s| s.as_bool()).unwrap_or(false),
+                include_usage: r
+                    .stream_options
                     .and_then(|o| o.get("include_usage").and_then(serde_json::Value::as_bool))
                     .unwrap_or(false),
-                cap,
-            )
+                max_output_tokens: cap,
+                audio_output: asks_audio(r.modalities.as_ref())
+                    || asks_audio(generation.and_then(|g| g.get("responseModalities"))),
+                model: text(r.model),
+                service_tier: text(r.service_tier),
+                inference_geo: text(r.inference_geo),
+                web_search_calls,
+                web_fetch_calls,
+                audio_input: false,
+            }
         }
-        None => (None, false, false, None),
+        None => RequestFacts::default(),
     };
+    // Not JSON, or JSON of another shape: audio is looked for in the bytes either way.
+    facts.audio_input = has_audio_input(body);
     let gemini = matches!(api, Api::GenerateContent | Api::StreamGenerateContent | Api::EmbedContent);
     if gemini {
         // Gemini names the model in the path: .../models/{model}:generateContent
-        model = path
+        facts.model = path
             .rsplit_once("/models/")
             .and_then(|(_, rest)| rest.split_once(':'))
             .map(|(m, _)| m.to_owned())
-            .or(model);
+            .or(facts.model);
     }
-    RequestFacts {
-        model,
-        stream: stream || api == Api::StreamGenerateContent,
-        include_usage,
-        max_output_tokens,
-    }
+    facts.stream = facts.stream || api == Api::StreamGenerateContent;
+    facts
 }
 
-/// The admission estimate: input tokens bounded by the body's bytes (no tokenizer emits
-/// more tokens than UTF-8 bytes of text), output at the request's cap, priced with the
-/// model's prices. A model that cannot be known or priced (an Azure deployment path, a
-/// tuned model, a body that is not JSON) is estimated at the highest prices listed for
-/// the provider's kind, so it cannot slip past a hard budget with a zero reservation.
+/// The admission estimate, an upper bound of the request's cost: input tokens bounded by the
+/// body's bytes (no tokenizer emits more tokens than UTF-8 bytes of text), output at the
+/// request's cap, server-side tool calls at what its tools allow, priced with the model's
+/// prices at the dearest of the tiers the response may report, audio at the higher of its
+/// own and the text rate, and the geo factor asked for (see [`Ask`]). A model that cannot be
+/// known or priced (an Azure deployment path, a tuned model, a body that is not JSON) is
+/// estimated at the highest prices listed for the provider's kind, so it cannot slip past a
+/// hard budget with a zero reservation.
 pub fn estimate_cost(
     prices: &PriceList,
     provider: &Provider,
@@ -99,21 +175,21 @@ pub fn estimate_cost(
     body_bytes: u64,
     default_max_output_tokens: u64,
 ) -> Decimal {
-    let usage = Usage {
+    let ask = Ask {
         input_tokens: body_bytes,
         output_tokens: facts.max_output_tokens.unwrap_or(default_max_output_tokens),
-        ..Usage::default()
+        web_search_calls: facts.web_search_calls,
+        web_fetch_calls: facts.web_fetch_calls,
+        service_tier: facts.service_tier.as_deref(),
+        inference_geo: facts.inference_geo.as_deref(),
+        audio_input: facts.audio_input,
+        audio_output: facts.audio_output,
     };
     if let Some(price) = facts.model.as_deref().and_then(|m| prices.resolve(&provider.name, m)) {
-        return price.price.cost(&usage);
+        return price.upper_bound(&ask);
     }
     let kind = provider.kind;
-    let Some((input, output)) = prices.highest(|vendor| vendor_kind(vendor) == kind) else {
-        return Decimal::ZERO;
-    };
-    let total = Decimal::from(usage.input_tokens).saturating_mul(input)
-        + Decimal::from(usage.output_tokens).saturating_mul(output);
-    (total / Decimal::from(1_000_000u64)).normalize()
+    prices.ceiling_bound(|vendor| vendor_kind(vendor) == kind, &ask).unwrap_or(Decimal::ZERO)
 }
 
 /// The provider kind that serves a price list vendor's models (every vendor other than
@@ -268,7 +344,7 @@ impl Pending {
             }
         }
         let cost = match (price.as_ref(), &usage) {
-            (Some(p), Some(u)) => p.price.cost(u),
+            (Some(p), Some(u)) => p.cost(u),
             _ => Decimal::ZERO,
         };
         if observation.is_some_and(|o| o.end != End::Complete) {
@@ -362,7 +438,7 @@ mod tests {
                 model: Some("gpt-4o".into()),
                 stream: true,
                 include_usage: true,
-                max_output_tokens: None
+                ..RequestFacts::default()
             }
         );
         let f = request_facts(Api::Messages, "/v1/messages", br#"{"model":"m","max_tokens":300}"#);
@@ -384,5 +460,50 @@ mod tests {
         assert!(f.stream);
         let f = request_facts(Api::Messages, "/v1/messages", br#"{"model":7,"stream":"yes"}"#);
         assert_eq!(f, RequestFacts::default());
+    }
+
+    #[test]
+    fn facts_name_what_may_raise_the_price() {
+        let f = request_facts(
+            Api::Messages,
+            "/v1/messages",
+            br#"{"model":"claude-opus-4-6","inference_geo":"us","tools":[{"type":"web_search_20250305","name":"web_search","max_uses":3},{"type":"web_fetch_20250910","name":"web_fetch"},{"type":"custom","name":"web_search_lookalike"}]}"#,
+        );
+        assert_eq!(f.inference_geo.as_deref(), Some("us"));
+        assert_eq!((f.web_search_calls, f.web_fetch_calls), (3, DEFAULT_SERVER_TOOL_CALLS));
+        assert!(!f.audio_input && !f.audio_output && f.service_tier.is_none());
+        let f = request_facts(
+            Api::Responses,
+            "/v1/responses",
+            br#"{"model":"gpt-5","service_tier":"priority","max_tool_calls":4,"tools":[{"type":"web_search"},{"type":"web_search_preview"},{"type":"function","name":"f"}]}"#,
+        );
+        assert_eq!(
+            (f.service_tier.as_deref(), f.web_search_calls, f.web_fetch_calls),
+            (Some("priority"), 4, 0)
+        );
+        let f = request_facts(
+            Api::Responses,
+            "/v1/responses",
+            br#"{"model":"gpt-5","tools":[{"type":"web_search"},{"type":"web_search_preview"}]}"#,
+        );
+        assert_eq!(f.web_search_calls, 2 * DEFAULT_SERVER_TOOL_CALLS);
+        let f = request_facts(
+            Api::ChatCompletions,
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o-audio-preview","modalities":["text","audio"],"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklGRg==","format":"wav"}}]}]}"#,
+        );
+        assert!(f.audio_input && f.audio_output);
+        let f = request_facts(
+            Api::GenerateContent,
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            br#"{"contents":[{"parts":[{"inline_data":{"mime_type":"audio/mp3","data":"AAAA"}}]}],"generationConfig":{"responseModalities":["AUDIO"]}}"#,
+        );
+        assert!(f.audio_input && f.audio_output);
+        let f = request_facts(
+            Api::ChatCompletions,
+            "/v1/chat/completions",
+            br#"{"modalities":["text"],"service_tier":3}"#,
+        );
+        assert!(!f.audio_input && !f.audio_output && f.service_tier.is_none());
     }
 }

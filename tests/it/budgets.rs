@@ -28,9 +28,17 @@ pub fn mini_reply(_: &Seen) -> Reply {
 pub const ACTUAL: &str = "0.00021";
 
 /// A request body of exactly 1000 bytes with max_tokens 100, so the estimate
-/// (1000 * 0.15 + 100 * 0.6) / 1e6 equals the actual cost above.
+/// (1000 * 0.15 + 100 * 0.6) / 1e6 equals the actual cost above. It asks for the default
+/// tier: without one the estimate covers the dearer Priority tier a Project may default to.
 pub fn mini_body() -> String {
-    let head = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":""#;
+    mini_body_with(r#""service_tier":"default","#)
+}
+
+/// A 1000-byte gpt-4o-mini request with max_tokens 100 and `fields` (`"k":v,` each) added.
+pub fn mini_body_with(fields: &str) -> String {
+    let head = format!(
+        r#"{{"model":"gpt-4o-mini",{fields}"max_tokens":100,"messages":[{{"role":"user","content":""#
+    );
     let tail = r#""}]}"#;
     let pad = "a".repeat(1000 - head.len() - tail.len());
     let body = format!("{head}{pad}{tail}");
@@ -429,4 +437,72 @@ async fn requests_for_an_unpriceable_model_reserve_the_highest_price_of_their_ki
     }
     assert!(admitted <= 10, "{admitted} unpriceable requests admitted against a budget for 10");
     assert!(admitted >= 1);
+}
+
+/// The estimate a hard budget refused a request with, from the refusal's message.
+fn refused_estimate(got: &Got) -> Decimal {
+    assert_eq!(got.status, 402, "{:?}", got.body);
+    let message = got.json()["error"]["message"].as_str().unwrap().to_owned();
+    let estimate = message.split("estimate $").nth(1).and_then(|m| m.split(';').next()).unwrap();
+    Decimal::from_str(estimate).unwrap()
+}
+
+#[tokio::test]
+async fn a_priority_request_reserves_at_priority_rates() {
+    // The upstream serves every request at Priority and takes a while to finish the body.
+    let app = spawn_app(|_| {
+        let mut reply = Reply::json(
+            200,
+            json!({"object": "chat.completion", "model": "gpt-4o-mini-2024-07-18", "service_tier": "priority",
+                   "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
+            .to_string(),
+        );
+        reply.steps.insert(0, Step::Sleep(std::time::Duration::from_millis(1500)));
+        reply
+    })
+    .await;
+    let s = app.seed().await;
+    let url = app.url("/v1/chat/completions");
+    // gpt-4o-mini: base 0.15 / 0.6, Priority 0.25 / 1.0; 1000 bytes in, 100 tokens out.
+    let (base, priority) = (Decimal::from_str(ACTUAL).unwrap(), Decimal::from_str("0.00035").unwrap());
+    let tiny = budget(&app, "user", &s.user_id, "0.000001", "daily", true).await;
+    for (fields, want) in [
+        (r#""service_tier":"priority","#, priority),
+        (r#""service_tier":"fast","#, priority),
+        (r#""service_tier":"auto","#, priority),
+        ("", priority),
+        (r#""service_tier":"default","#, base),
+        (r#""service_tier":"flex","#, base),
+    ] {
+        let got = send(&client(), openai_post(&url, &s.key, &mini_body_with(fields))).await;
+        assert_eq!(refused_estimate(&got), want, "{fields}");
+    }
+    assert!(app.mock.requests().is_empty());
+
+    // Room for one request: while it runs, its reservation is the Priority estimate, and
+    // the cost it settles at is the Priority price the response reports.
+    let patch = json!({"limit_usd": "0.0005"});
+    assert_eq!(app.admin("PATCH", &format!("/v1/budgets/{tiny}"), Some(patch)).await.status, 200);
+    let body = mini_body_with(r#""service_tier":"priority","#);
+    let (c, key, u) = (client(), s.key.clone(), url.clone());
+    let in_flight = tokio::spawn(async move { send(&c, openai_post(&u, &key, &body)).await });
+    let mut reserved = Decimal::ZERO;
+    for _ in 0..100 {
+        reserved = dec(&status(&app, &tiny).await["reserved_usd"]);
+        if !reserved.is_zero() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(reserved, priority, "the reservation of a Priority request");
+    // Meanwhile a second one does not fit beside it.
+    let second =
+        send(&client(), openai_post(&url, &s.key, &mini_body_with(r#""service_tier":"priority","#))).await;
+    assert_eq!(refused_estimate(&second), priority);
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200);
+    let record = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!(record.cost_usd, priority);
+    let st = status(&app, &tiny).await;
+    assert_eq!((dec(&st["spent_usd"]), dec(&st["reserved_usd"])), (priority, Decimal::ZERO));
 }
