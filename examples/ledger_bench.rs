@@ -83,6 +83,12 @@ async fn main() -> anyhow::Result<()> {
             streamed: true,
             usage_source: UsageSource::Reported,
             priced: true,
+            service_tier: Some("default".into()),
+            inference_geo: None,
+            audio_input_tokens: Some(0),
+            audio_output_tokens: Some(0),
+            web_search_requests: None,
+            web_fetch_requests: None,
         });
         match rate {
             // One record every 1/RATE s, sent in 1 ms groups.

@@ -373,6 +373,12 @@ impl Pending {
             streamed: self.facts.stream,
             usage_source: source,
             priced: price.is_some(),
+            service_tier: usage.as_ref().and_then(|u| u.service_tier.clone()),
+            inference_geo: usage.as_ref().and_then(|u| u.inference_geo.clone()),
+            audio_input_tokens: usage.as_ref().and_then(|u| u.audio_input_tokens),
+            audio_output_tokens: usage.as_ref().and_then(|u| u.audio_output_tokens),
+            web_search_requests: usage.as_ref().and_then(|u| u.web_search_requests),
+            web_fetch_requests: usage.as_ref().and_then(|u| u.web_fetch_requests),
         }
     }
 
@@ -418,6 +424,13 @@ pub fn unsettled_record(admitted: &Admitted, prices: &PriceList) -> CostRecord {
         streamed: admitted.streamed,
         usage_source: UsageSource::Estimated,
         priced: price.is_some(),
+        // Nothing was reported: no tier, geo, audio or tool calls are known.
+        service_tier: None,
+        inference_geo: None,
+        audio_input_tokens: None,
+        audio_output_tokens: None,
+        web_search_requests: None,
+        web_fetch_requests: None,
     }
 }
 

@@ -175,6 +175,26 @@ pub struct CostRecord {
     pub streamed: bool,
     pub usage_source: UsageSource,
     pub priced: bool,
+    // The billed dimensions beyond tokens, null where the response reported none. Last, and
+    // defaulted, so records serialized before they existed still read.
+    /// The tier that served the request, as the response reported it.
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    /// Where the request was processed (Anthropic `inference_geo`).
+    #[serde(default)]
+    pub inference_geo: Option<String>,
+    /// Part of `input_tokens` that was audio.
+    #[serde(default)]
+    pub audio_input_tokens: Option<u64>,
+    /// Part of `output_tokens` that was audio.
+    #[serde(default)]
+    pub audio_output_tokens: Option<u64>,
+    /// Server-side web searches run for the request.
+    #[serde(default)]
+    pub web_search_requests: Option<u64>,
+    /// Server-side web fetches run for the request.
+    #[serde(default)]
+    pub web_fetch_requests: Option<u64>,
 }
 
 /// Filters for reading cost records and spend.
@@ -317,4 +337,74 @@ pub struct Alert {
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub webhook_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const BILLED_DIMENSIONS: [&str; 6] = [
+        "service_tier",
+        "inference_geo",
+        "audio_input_tokens",
+        "audio_output_tokens",
+        "web_search_requests",
+        "web_fetch_requests",
+    ];
+
+    fn record() -> CostRecord {
+        CostRecord {
+            id: Uuid::from_bytes([1; 16]),
+            request_id: Uuid::from_bytes([2; 16]),
+            created_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+            organization_id: Uuid::from_bytes([3; 16]),
+            project_id: Uuid::from_bytes([4; 16]),
+            user_id: Uuid::from_bytes([5; 16]),
+            api_key_id: None,
+            provider: "anthropic".into(),
+            model: Some("claude-opus-4-6".into()),
+            endpoint: "/v1/messages".into(),
+            input_tokens: Some(16_498),
+            cached_input_tokens: Some(12_288),
+            cache_write_tokens: Some(0),
+            output_tokens: Some(733),
+            reasoning_tokens: Some(0),
+            cost_usd: "0.0500709".parse().unwrap(),
+            status_code: 200,
+            latency_ms: 900,
+            streamed: false,
+            usage_source: UsageSource::Reported,
+            priced: true,
+            service_tier: Some("standard".into()),
+            inference_geo: Some("us".into()),
+            audio_input_tokens: None,
+            audio_output_tokens: None,
+            web_search_requests: Some(2),
+            web_fetch_requests: Some(0),
+        }
+    }
+
+    #[test]
+    fn a_record_serialized_before_the_billed_dimensions_still_reads() {
+        let full = serde_json::to_value(record()).unwrap();
+        for key in BILLED_DIMENSIONS {
+            assert!(full.get(key).is_some(), "{key} is serialized, null or not");
+        }
+        assert_eq!(serde_json::from_value::<CostRecord>(full.clone()).unwrap(), record());
+        // A journal entry written by a tollgate without these fields.
+        let mut old = full;
+        for key in BILLED_DIMENSIONS {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let read: CostRecord = serde_json::from_value(old).unwrap();
+        let blank = CostRecord {
+            service_tier: None,
+            inference_geo: None,
+            web_search_requests: None,
+            web_fetch_requests: None,
+            ..record()
+        };
+        assert_eq!(read, blank);
+    }
 }

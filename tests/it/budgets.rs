@@ -502,7 +502,7 @@ async fn a_priority_request_reserves_at_priority_rates() {
     let got = in_flight.await.unwrap();
     assert_eq!(got.status, 200);
     let record = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
-    assert_eq!(record.cost_usd, priority);
+    assert_eq!((record.service_tier.as_deref(), record.cost_usd), (Some("priority"), priority));
     let st = status(&app, &tiny).await;
     assert_eq!((dec(&st["spent_usd"]), dec(&st["reserved_usd"])), (priority, Decimal::ZERO));
 }

@@ -283,5 +283,27 @@ pub fn cost_record(owner: &Owner, cost: &str) -> CostRecord {
         streamed: false,
         usage_source: UsageSource::Reported,
         priced: true,
+        service_tier: None,
+        inference_geo: None,
+        audio_input_tokens: None,
+        audio_output_tokens: None,
+        web_search_requests: None,
+        web_fetch_requests: None,
+    }
+}
+
+/// A cost record of `owner` with every billed dimension beyond tokens set.
+pub fn cost_record_with_dimensions(owner: &Owner, cost: &str) -> CostRecord {
+    CostRecord {
+        model: Some("claude-opus-4-6".into()),
+        provider: "anthropic".into(),
+        endpoint: "/v1/messages".into(),
+        service_tier: Some("priority".into()),
+        inference_geo: Some("us".into()),
+        audio_input_tokens: Some(4),
+        audio_output_tokens: Some(2),
+        web_search_requests: Some(3),
+        web_fetch_requests: Some(0),
+        ..cost_record(owner, cost)
     }
 }

@@ -68,6 +68,18 @@ async fn cost_records_and_spend_reports_agree_to_the_last_digit() {
             assert_eq!(r["user_id"], a.user_id.as_str());
             assert!(r["cost_usd"].is_string());
             assert!(r["input_tokens"].is_u64());
+            // The billed dimensions beyond tokens are always there, null when not reported.
+            for key in [
+                "service_tier",
+                "inference_geo",
+                "audio_input_tokens",
+                "audio_output_tokens",
+                "web_search_requests",
+                "web_fetch_requests",
+            ] {
+                assert!(r.as_object().unwrap().contains_key(key), "{key} missing from {r}");
+            }
+            assert_eq!(r["web_search_requests"], Value::Null);
             seen.push(r["request_id"].as_str().unwrap().to_owned());
         }
         match page["next_cursor"].as_str() {

@@ -19,8 +19,14 @@ use crate::store::{
 };
 use crate::window::Period;
 
-/// Rows per INSERT statement: 21 binds each, well under PostgreSQL's 65535 parameters.
+/// Rows per INSERT statement, well under PostgreSQL's parameter limit.
 const ROWS_PER_INSERT: usize = 1000;
+
+/// Binds per inserted cost record (one per column).
+const BINDS_PER_RECORD: usize = 27;
+
+/// PostgreSQL's bind parameters per statement (a 16-bit count).
+const _: () = assert!(ROWS_PER_INSERT * BINDS_PER_RECORD <= 65_535);
 
 /// Spend windows upserted per statement (9 binds each).
 const WINDOWS_PER_STATEMENT: usize = 1000;
@@ -59,6 +65,12 @@ pub(super) fn cost_record(row: &PgRow) -> Result<CostRecord, StoreError> {
         usage_source: UsageSource::parse(&source)
             .ok_or_else(|| StoreError::Invalid(format!("bad usage_source {source}")))?,
         priced: row.try_get("priced")?,
+        service_tier: row.try_get("service_tier")?,
+        inference_geo: row.try_get("inference_geo")?,
+        audio_input_tokens: opt_u64(row, "audio_input_tokens")?,
+        audio_output_tokens: opt_u64(row, "audio_output_tokens")?,
+        web_search_requests: opt_u64(row, "web_search_requests")?,
+        web_fetch_requests: opt_u64(row, "web_fetch_requests")?,
     })
 }
 
@@ -182,7 +194,9 @@ impl PgStore {
             let mut q = QueryBuilder::<Postgres>::new(
                 "INSERT INTO ai_cost_records (id, request_id, created_at, organization_id, project_id, user_id,
                 api_key_id, provider, model, endpoint, input_tokens, cached_input_tokens, cache_write_tokens,
-                output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced) ",
+                output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced,
+                service_tier, inference_geo, audio_input_tokens, audio_output_tokens, web_search_requests,
+                web_fetch_requests) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
@@ -205,7 +219,13 @@ impl PgStore {
                     .push_bind(to_i64(Some(r.latency_ms)))
                     .push_bind(r.streamed)
                     .push_bind(r.usage_source.as_str())
-                    .push_bind(r.priced);
+                    .push_bind(r.priced)
+                    .push_bind(r.service_tier.clone())
+                    .push_bind(r.inference_geo.clone())
+                    .push_bind(to_i64(r.audio_input_tokens))
+                    .push_bind(to_i64(r.audio_output_tokens))
+                    .push_bind(to_i64(r.web_search_requests))
+                    .push_bind(to_i64(r.web_fetch_requests));
             });
             q.push(" ON CONFLICT (request_id) DO NOTHING RETURNING id, request_id");
             let returned = q.build().persistent(chunk.len() == ROWS_PER_INSERT).fetch_all(&mut *tx).await?;

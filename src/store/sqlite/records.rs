@@ -21,9 +21,15 @@ use crate::store::{
 };
 use crate::window::Period;
 
-/// Rows per INSERT statement: 21 binds each, well under SQLite's parameter limit; full
-/// chunks reuse one cached prepared statement.
+/// Rows per INSERT statement, well under SQLite's parameter limit; full chunks reuse one
+/// cached prepared statement.
 const ROWS_PER_INSERT: usize = 64;
+
+/// Binds per inserted cost record (one per column).
+const BINDS_PER_RECORD: usize = 27;
+
+/// SQLite's default `SQLITE_MAX_VARIABLE_NUMBER`.
+const _: () = assert!(ROWS_PER_INSERT * BINDS_PER_RECORD <= 32_766);
 
 /// Spend windows read and upserted per statement (3 binds per key read, 9 per row
 /// written).
@@ -64,6 +70,12 @@ pub(super) fn cost_record(row: &SqliteRow) -> Result<CostRecord, StoreError> {
         usage_source: UsageSource::parse(&source)
             .ok_or_else(|| StoreError::Invalid(format!("bad usage_source {source}")))?,
         priced: row.try_get::<i64, _>("priced")? != 0,
+        service_tier: row.try_get("service_tier")?,
+        inference_geo: row.try_get("inference_geo")?,
+        audio_input_tokens: opt_u64(row, "audio_input_tokens")?,
+        audio_output_tokens: opt_u64(row, "audio_output_tokens")?,
+        web_search_requests: opt_u64(row, "web_search_requests")?,
+        web_fetch_requests: opt_u64(row, "web_fetch_requests")?,
     })
 }
 
@@ -180,7 +192,9 @@ impl SqliteStore {
                 let mut q = QueryBuilder::<Sqlite>::new(
                     "INSERT INTO ai_cost_records (id, request_id, created_at, organization_id, project_id, user_id,
                     api_key_id, provider, model, endpoint, input_tokens, cached_input_tokens, cache_write_tokens,
-                    output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced) ",
+                    output_tokens, reasoning_tokens, cost_usd, status_code, latency_ms, streamed, usage_source, priced,
+                    service_tier, inference_geo, audio_input_tokens, audio_output_tokens, web_search_requests,
+                    web_fetch_requests) ",
                 );
                 q.push_values(chunk, |mut b, r| {
                     b.push_bind(r.id.to_string())
@@ -203,7 +217,13 @@ impl SqliteStore {
                         .push_bind(to_i64(Some(r.latency_ms)))
                         .push_bind(r.streamed)
                         .push_bind(r.usage_source.as_str())
-                        .push_bind(r.priced);
+                        .push_bind(r.priced)
+                        .push_bind(r.service_tier.clone())
+                        .push_bind(r.inference_geo.clone())
+                        .push_bind(to_i64(r.audio_input_tokens))
+                        .push_bind(to_i64(r.audio_output_tokens))
+                        .push_bind(to_i64(r.web_search_requests))
+                        .push_bind(to_i64(r.web_fetch_requests));
                 });
                 q.push(" ON CONFLICT (request_id) DO NOTHING");
                 inserted += q.build().execute(&mut *tx).await?.rows_affected();

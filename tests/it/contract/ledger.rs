@@ -9,7 +9,7 @@ use tollgate::window::Period;
 use uuid::Uuid;
 
 use crate::contract::contract_tests;
-use crate::factory::{at, cost_record, dec, Factory};
+use crate::factory::{at, cost_record, cost_record_with_dimensions, dec, Factory};
 
 contract_tests!(
     a_replayed_batch_counts_only_its_new_records,
@@ -17,6 +17,7 @@ contract_tests!(
     sums_are_exact_in_every_grouping,
     windows_roll_over_at_utc_calendar_boundaries,
     cost_records_filter_and_page,
+    billed_dimensions_round_trip_and_absent_ones_stay_null,
 );
 
 async fn a_replayed_batch_counts_only_its_new_records(f: Factory) {
@@ -223,4 +224,42 @@ async fn cost_records_filter_and_page(f: Factory) {
         .collect();
     assert_eq!(got.data, expected);
     assert_eq!(got.data.len(), 3);
+}
+
+async fn billed_dimensions_round_trip_and_absent_ones_stay_null(f: Factory) {
+    let s = &f.store;
+    let owner = f.owner().await;
+    // More than one INSERT statement's worth on SQLite, every column bound in each row; one
+    // record in the middle has none of the dimensions (absent stays null, zero stays zero).
+    let batch: Vec<CostRecord> = (0..71u64)
+        .map(|i| {
+            if i == 35 {
+                let mut plain = cost_record(&owner, "0.25");
+                plain.web_fetch_requests = Some(0);
+                return plain;
+            }
+            let mut r = cost_record_with_dimensions(&owner, "0.5");
+            r.web_search_requests = Some(i);
+            r.audio_output_tokens = (i % 2 == 0).then_some(i * 1_000_000_000);
+            r.service_tier =
+                Some(["priority", "flex", "batch", "a \"quoted\" tier, é"][(i % 4) as usize].into());
+            r
+        })
+        .collect();
+    assert_eq!(s.insert_cost_records(&batch).await.unwrap().inserted, 71);
+    let filter = RecordFilter { user_id: Some(owner.user.id), ..RecordFilter::default() };
+    let got = s.list_cost_records(&filter, &PageRequest { cursor: None, limit: 1000 }).await.unwrap().data;
+    assert_eq!(got.len(), batch.len());
+    for (read, written) in got.iter().zip(&batch) {
+        assert_eq!(read, written);
+    }
+    let plain = &got[35];
+    assert_eq!((plain.service_tier.as_deref(), plain.inference_geo.as_deref()), (None, None));
+    assert_eq!(
+        (plain.audio_input_tokens, plain.web_search_requests, plain.web_fetch_requests),
+        (None, None, Some(0))
+    );
+    // Spend reports keep their shape: money and tokens, not the dimensions.
+    let rows = s.spend(&filter, GroupBy::Model).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.cost_usd).sum::<Decimal>(), dec("35.25"));
 }

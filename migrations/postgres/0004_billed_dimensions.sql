@@ -1,0 +1,12 @@
+-- The billed dimensions beyond tokens (SPEC §6): the service tier and inference geo the
+-- response reported, its audio input/output tokens (parts of input_tokens / output_tokens)
+-- and its server-side web search / fetch calls. NULL where the response reported none, as
+-- in every record written before this migration. Adding nullable columns without a default
+-- is a catalog change only: no row is rewritten, however large the table.
+ALTER TABLE ai_cost_records
+    ADD COLUMN service_tier        TEXT,
+    ADD COLUMN inference_geo       TEXT,
+    ADD COLUMN audio_input_tokens  BIGINT,
+    ADD COLUMN audio_output_tokens BIGINT,
+    ADD COLUMN web_search_requests BIGINT,
+    ADD COLUMN web_fetch_requests  BIGINT;
