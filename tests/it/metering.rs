@@ -111,7 +111,7 @@ async fn every_corpus_case_is_metered_exactly_through_the_proxy() {
         .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".expected.json").map(str::to_owned))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 23, "corpus not found");
+    assert!(cases.len() >= 29, "corpus not found");
     for (n, case) in cases.iter().enumerate() {
         let read = |ext: &str| std::fs::read(corpus_dir().join(format!("{case}.{ext}"))).unwrap();
         let expected: Value = serde_json::from_slice(&read("expected.json")).unwrap();
@@ -162,6 +162,27 @@ async fn every_corpus_case_is_metered_exactly_through_the_proxy() {
     }
 }
 
+/// The billed dimensions beyond tokens: a field the case carries must be recorded exactly;
+/// an absent count means "not applicable", recorded as null or 0.
+fn check_dimensions(case: &str, expected: &Value, r: &CostRecord) {
+    for (field, got) in [
+        ("audio_input_tokens", r.audio_input_tokens),
+        ("audio_output_tokens", r.audio_output_tokens),
+        ("web_search_requests", r.web_search_requests),
+        ("web_fetch_requests", r.web_fetch_requests),
+    ] {
+        match expected.get(field).and_then(Value::as_u64) {
+            Some(want) => assert_eq!(got, Some(want), "{case}: {field}"),
+            None => assert!(got.unwrap_or(0) == 0, "{case}: {field} = {got:?}, the case has none"),
+        }
+    }
+    for (field, got) in [("service_tier", &r.service_tier), ("inference_geo", &r.inference_geo)] {
+        if let Some(want) = expected.get(field).and_then(Value::as_str) {
+            assert_eq!(got.as_deref(), Some(want), "{case}: {field}");
+        }
+    }
+}
+
 fn check_record(case: &str, expected: &Value, r: &CostRecord) {
     let reported = expected["usage_reported"].as_bool().unwrap();
     let complete = expected["usage_complete"].as_bool().unwrap();
@@ -182,6 +203,7 @@ fn check_record(case: &str, expected: &Value, r: &CostRecord) {
         ] {
             assert_eq!(got, expected[field].as_u64(), "{case}: {field}");
         }
+        check_dimensions(case, expected, r);
     } else if (200..300).contains(&status) {
         assert_eq!(r.usage_source, UsageSource::Estimated, "{case}: nothing reported on a 2xx");
         assert!(r.input_tokens.unwrap() > 0, "{case}: the estimate counts the request");
