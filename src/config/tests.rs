@@ -89,6 +89,49 @@ fn shipped_example_config_loads() {
 }
 
 #[test]
+fn the_documented_pricing_entry_loads_with_every_billed_dimension() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tollgate.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    // The commented-out [[pricing.models]] example, uncommented: it must be a valid entry.
+    let example: String = text
+        .lines()
+        .skip_while(|l| *l != "# [[pricing.models]]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(example.contains("[pricing.models.service_tiers.flex]"), "{example}");
+    let c = Config::from_toml_with_env(&format!("{text}\n{example}"), &env(&[("TOLLGATE_ADMIN_TOKEN", "t")]))
+        .unwrap();
+    let m = c.prices.models().iter().find(|m| m.name == "my-model").unwrap();
+    assert_eq!(m.provider.as_deref(), Some("azure"));
+    assert_eq!(m.service_tiers.keys().collect::<Vec<_>>(), ["flex", "priority"]);
+    assert_eq!(m.service_tiers["flex"].rates.cached_input, m.base.cached_input);
+    assert!(
+        m.base.input_audio.is_some() && m.web_search_per_1k.is_some() && m.inference_geo.contains_key("us")
+    );
+}
+
+#[test]
+fn unknown_pricing_fields_name_their_path_at_any_depth() {
+    let entry = "[[pricing.models]]\nname = \"m\"\ninput = \"1\"\noutput = \"2\"\n";
+    for (extra, path) in [
+        ("web_serch_per_1k = \"1\"\n", "pricing.models[0]"),
+        ("[pricing.models.service_tiers.flex]\ninput = \"1\"\ncolour = \"x\"\n", "pricing.models[0].service_tiers.flex"),
+        (
+            "[pricing.models.service_tiers.flex]\nlong_context = { threshold_input_tokens = 1, colour = \"x\" }\n",
+            "pricing.models[0].service_tiers.flex.long_context",
+        ),
+    ] {
+        let err = Config::from_toml_with_env(&format!("{entry}{extra}"), &env(&[])).unwrap_err().to_string();
+        assert!(err.contains(path) && (err.contains("colour") || err.contains("web_serch")), "{extra}: {err}");
+    }
+    let err = Config::from_toml_with_env(&format!("{entry}inference_geo = {{ us = \"x\" }}\n"), &env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pricing.models[0]") && err.contains("inference_geo.us"), "{err}");
+}
+
+#[test]
 fn container_config_loads_and_requires_an_admin_token() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/container.toml");
     let text = std::fs::read_to_string(path).unwrap();
