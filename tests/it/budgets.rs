@@ -457,7 +457,7 @@ async fn a_priority_request_reserves_at_priority_rates() {
                    "choices": [], "usage": {"prompt_tokens": 1000, "completion_tokens": 100}})
             .to_string(),
         );
-        reply.steps.insert(0, Step::Sleep(std::time::Duration::from_millis(1500)));
+        reply.steps.insert(0, Step::Sleep(std::time::Duration::from_secs(3)));
         reply
     })
     .await;
@@ -487,7 +487,7 @@ async fn a_priority_request_reserves_at_priority_rates() {
     let (c, key, u) = (client(), s.key.clone(), url.clone());
     let in_flight = tokio::spawn(async move { send(&c, openai_post(&u, &key, &body)).await });
     let mut reserved = Decimal::ZERO;
-    for _ in 0..100 {
+    for _ in 0..250 {
         reserved = dec(&status(&app, &tiny).await["reserved_usd"]);
         if !reserved.is_zero() {
             break;
