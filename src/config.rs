@@ -356,6 +356,8 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
             head_timeout: ms(s.head_timeout_ms.max(1)),
             max_connections: s.max_connections.max(1),
             body_timeout: ms(s.body_timeout_ms.max(1)),
+            send_timeout: ms(s.send_timeout_ms.max(1)),
+            keepalive_timeout: ms(s.keepalive_timeout_ms.max(1)),
         },
         upstream_ca_file: s
             .upstream_ca_file

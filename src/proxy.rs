@@ -130,7 +130,13 @@ async fn pipeline(
                 .await?
                 .settle(rust_decimal::Decimal::ZERO);
         }
-        let body = Limited::new(body, config.max_request_bytes as usize).boxed();
+        // Streamed through: a client that pauses mid-upload longer than the body timeout
+        // is cut off rather than holding the upstream request open.
+        let body = IdleTimeoutBody::new(
+            Limited::new(body, config.max_request_bytes as usize),
+            config.client_limits.body_timeout,
+        )
+        .boxed();
         return forward(state, Request::from_parts(parts, body)).await;
     };
 

@@ -10,14 +10,19 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::body::ProxyBody;
+
+mod guard;
+
+use guard::{Activity, Streams, Tracked, WriteDeadline};
 
 /// The HTTP/2 connection preface: the bytes that tell an HTTP/2 client from HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -31,8 +36,14 @@ pub struct ClientLimits {
     /// Connections open at once; past it the listener stops accepting until one closes.
     pub max_connections: usize,
     /// Longest a client may take to send a metered request's body (tollgate reads it
-    /// whole to know the model); past it the request gets 408.
+    /// whole to know the model; past it: 408), and the longest pause within an
+    /// unmetered one (streamed through; past it the upload is cut).
     pub body_timeout: Duration,
+    /// Longest a write may wait for the client to take bytes (it stopped reading); past
+    /// it the connection is closed and its requests settle.
+    pub send_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ClientLimits {
@@ -41,6 +52,8 @@ impl Default for ClientLimits {
             head_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
         }
     }
 }
@@ -136,17 +149,16 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let streams = Streams::default();
+    let mut builder = auto::Builder::new(streams.clone());
     // hyper enforces its header read timeout only with a timer: slow-loris clients
     // cannot hold a connection open forever.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.head_timeout);
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    // Connections still waiting for their first bytes (or TLS handshake) hold a graceful
-    // shutdown watcher without serving anything: at shutdown they give up at once.
+    // Tells every connection to finish what it serves and close (shutdown).
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     // Every connection task, so the ones still open after the grace period can be
-    // cancelled (and their requests settled) before the ledger is flushed.
+    // cancelled (and their requests settled) before the ledger is closed.
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -172,37 +184,41 @@ pub async fn serve<H, F>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req).await) }
-        });
+        let activity = Activity::new();
+        let service = {
+            let (handler, activity) = (handler.clone(), Arc::clone(&activity));
+            service_fn(move |req| {
+                let handler = handler.clone();
+                let in_flight = activity.begin();
+                async move { Ok::<_, Infallible>(handler(req).await.map(|body| Tracked::new(body, in_flight))) }
+            })
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let head_timeout = limits.head_timeout;
         let closing = closing_rx.clone();
         let acceptor = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let head_timeout = limits.head_timeout;
             // Until the first bytes (or the TLS handshake) are in, the connection serves
             // nothing: it has the head timeout, and gives up at shutdown.
             let Some(()) = before_head(first_bytes(&stream), head_timeout, closing.clone(), name, peer).await
             else {
                 return;
             };
+            let io = WriteDeadline::new(stream, limits.send_timeout);
             let served = match acceptor {
                 None => {
-                    watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                    let conn = builder.serve_connection(TokioIo::new(io), service);
+                    drive(conn, closing, &activity, limits.keepalive_timeout).await
                 }
                 Some(acceptor) => {
                     let Some(tls_stream) =
-                        before_head(acceptor.accept(stream), head_timeout, closing, name, peer).await
+                        before_head(acceptor.accept(io), head_timeout, closing.clone(), name, peer).await
                     else {
                         return;
                     };
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(tls_stream), service).into_owned())
-                        .await
+                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                    drive(conn, closing, &activity, limits.keepalive_timeout).await
                 }
             };
             if let Err(e) = served {
@@ -213,7 +229,9 @@ pub async fn serve<H, F>(
     drop(listener);
     let _ = closing_tx.send(true);
     tracing::info!(listener = name, "stopped accepting; draining open connections");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    let drained =
+        tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
         tracing::warn!(
             listener = name,
             grace_ms = grace.as_millis() as u64,
@@ -221,8 +239,48 @@ pub async fn serve<H, F>(
             "grace period over; cutting the connections still open"
         );
     }
-    // Cancelling drops each connection's in-flight bodies, which settles their requests
-    // (recorded as cut short) while the ledger is still running.
+    // Cancelling drops each connection's in-flight bodies (HTTP/2 streams run apart from
+    // their connection), which settles their requests (recorded as cut short) while the
+    // ledger is still running.
     connections.abort_all();
     while connections.join_next().await.is_some() {}
+    streams.cut().await;
+}
+
+/// Serves one connection until it ends; closes it gracefully (HTTP/2: GOAWAY) at
+/// shutdown or once it has had no request in flight for `keepalive`. An idle client that
+/// does not finish the goodbye (HTTP/2 waits for its PING acknowledgement) is dropped
+/// after another `keepalive`.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    activity: &Activity,
+    keepalive: Duration,
+) -> Result<(), C::Error> {
+    tokio::pin!(conn);
+    let mut stopping = false;
+    let mut drop_at = None;
+    loop {
+        let deadline = match drop_at {
+            Some(at) => at,
+            None => activity.idle_deadline(keepalive).unwrap_or_else(|| Instant::now() + keepalive),
+        };
+        tokio::select! {
+            served = conn.as_mut() => return served,
+            _ = closing.wait_for(|c| *c), if !stopping => {
+                conn.as_mut().graceful_shutdown();
+                stopping = true;
+            }
+            () = tokio::time::sleep_until(deadline), if drop_at.is_some() || !stopping => {
+                if drop_at.is_some() {
+                    return Ok(());
+                }
+                if activity.idle_deadline(keepalive).is_some_and(|d| d <= Instant::now()) {
+                    conn.as_mut().graceful_shutdown();
+                    stopping = true;
+                    drop_at = Some(Instant::now() + keepalive);
+                }
+            }
+        }
+    }
 }

@@ -124,6 +124,8 @@ pub(super) struct RawServer {
     pub(super) upstream_ca_file: Option<String>,
     pub(super) head_timeout_ms: u64,
     pub(super) body_timeout_ms: u64,
+    pub(super) send_timeout_ms: u64,
+    pub(super) keepalive_timeout_ms: u64,
     pub(super) max_connections: usize,
 }
 
@@ -143,6 +145,8 @@ impl Default for RawServer {
             upstream_ca_file: None,
             head_timeout_ms: 30_000,
             body_timeout_ms: 60_000,
+            send_timeout_ms: 60_000,
+            keepalive_timeout_ms: 75_000,
             max_connections: 10_000,
         }
     }

@@ -26,7 +26,7 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 
 /// The upstream went quiet for longer than the idle timeout.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream body idle for more than {0:?}")]
+#[error("body idle for more than {0:?}")]
 pub struct IdleTimeout(pub Duration);
 
 pin_project! {

@@ -17,5 +17,6 @@ mod proxy;
 mod replicas;
 mod reports;
 mod shutdown;
+mod slow_clients;
 mod support;
 mod tls;
