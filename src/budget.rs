@@ -270,6 +270,7 @@ impl Budgets {
             }
             let mut moves = Vec::new();
             for w in batch.windows {
+                self.heal(&w);
                 if self.moved.is_none() {
                     continue;
                 }
@@ -292,6 +293,21 @@ impl Budgets {
             if let (Some(tx), false) = (&self.moved, moves.is_empty()) {
                 let _ = tx.send(moves);
             }
+        }
+    }
+}
+
+impl Budgets {
+    /// A counter never holds less than its window's written total: one loaded while a
+    /// request settled (its record neither in the load's read nor added to the counter,
+    /// which did not exist yet) catches up at the window's next write.
+    fn heal(&self, w: &crate::store::WindowMove) {
+        let key = CounterKey { scope_id: w.scope_id, period: w.period, window_start: w.window_start };
+        let Some(counter) = self.counters.get(&key).map(|e| Arc::clone(e.value())) else { return };
+        let mut c = guard(&counter);
+        if c.spent < w.after {
+            tracing::debug!(scope_id = %w.scope_id, missing = %(w.after - c.spent), "spend counter caught up with its window");
+            c.spent = w.after;
         }
     }
 }
