@@ -165,6 +165,11 @@ async fn pipeline(
         // needs the stream in clear: a compressed one could only be passed through whole.
         parts.headers.remove(http::header::ACCEPT_ENCODING);
     }
+    let upper_bound = crate::usage::Usage {
+        input_tokens: bytes.len() as u64,
+        output_tokens: facts.max_output_tokens.unwrap_or(config.default_max_output_tokens),
+        ..Default::default()
+    };
     let estimate = metering::estimate_cost(
         &config.prices,
         provider,
@@ -191,6 +196,7 @@ async fn pipeline(
         admission: Some(admission),
         settled: false,
         unanswered: false,
+        upper_bound,
     }
     .journaled()
     .map_err(unrecordable)?;

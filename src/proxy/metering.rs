@@ -42,6 +42,9 @@ pub struct RequestFacts {
     pub audio_input: bool,
     /// It asks for audio output (`modalities`, Gemini `responseModalities`).
     pub audio_output: bool,
+    /// A Responses call run in the background (`"background": true`): the answer is a
+    /// queued stub, the work and its usage come later.
+    pub background: bool,
 }
 
 /// Server-side tool calls assumed for a tool that sets no `max_uses` (Anthropic) and a
@@ -54,6 +57,8 @@ struct RawFacts {
     model: Option<serde_json::Value>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
+    #[serde(default)]
+    background: Option<serde_json::Value>,
     #[serde(default)]
     stream_options: Option<serde_json::Value>,
     #[serde(default)]
@@ -141,6 +146,7 @@ pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
                 web_search_calls,
                 web_fetch_calls,
                 audio_input: false,
+                background: api == Api::Responses && r.background.and_then(|b| b.as_bool()).unwrap_or(false),
             }
         }
         None => RequestFacts::default(),
@@ -257,6 +263,10 @@ pub struct Pending {
     /// The request was sent but no answer came (a timeout, a reset): the provider may
     /// bill it, so it is recorded as estimated, not as free.
     pub unanswered: bool,
+    /// What the admission estimate assumed (input at most the body's bytes, output at the
+    /// cap): the record of a background Responses call, whose reply is only a queued
+    /// stub, since its real usage is never in what passes through.
+    pub upper_bound: Usage,
 }
 
 /// Status recorded for a request whose client went away before the response head.
@@ -328,6 +338,8 @@ impl Pending {
         let reported = metered.and_then(|m| m.usage.clone());
         let (usage, source) = match (reported, metered) {
             (Some(u), Some(m)) if m.complete => (Some(u), UsageSource::Reported),
+            // A background call's reply is a queued stub: its usage never passes through.
+            _ if self.facts.background && success => (Some(self.upper_bound.clone()), UsageSource::Estimated),
             (Some(u), Some(_)) => (Some(u), UsageSource::Partial),
             (None, Some(_)) if success => (Some(self.estimate(observation)), UsageSource::Estimated),
             (None, None) if status == CLIENT_CLOSED || self.unanswered => {

@@ -593,3 +593,24 @@ async fn a_provider_default_model_prices_requests_that_name_none() {
     assert_eq!(r.model.as_deref(), Some("gpt-4o"));
     assert_eq!(r.cost_usd, Decimal::from_str("2.5").unwrap());
 }
+
+#[tokio::test]
+async fn a_background_responses_call_is_recorded_at_its_upper_bound_not_its_queued_stub() {
+    let queued = r#"{"id":"resp_1","object":"response","status":"queued","background":true,"model":"gpt-4o-mini","output":[],"usage":null}"#;
+    let app = spawn_app(move |_| Reply::json(200, queued)).await;
+    let s = app.seed().await;
+    let body =
+        r#"{"model":"gpt-4o-mini","background":true,"max_output_tokens":500,"input":"write a long essay"}"#;
+    let got = send(&client(), openai_post(&app.url("/v1/responses"), &s.key, body)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, queued.as_bytes(), "the reply passes through untouched");
+    let r = record_for(&app, got.headers["x-tollgate-request-id"].to_str().unwrap()).await;
+    assert_eq!(r.usage_source, UsageSource::Estimated);
+    assert_eq!(r.input_tokens, Some(body.len() as u64));
+    assert_eq!(r.output_tokens, Some(500));
+    // gpt-4o-mini: $0.15 in, $0.60 out per million tokens.
+    let expected = (Decimal::from(body.len() as u64) * Decimal::from_str("0.15").unwrap()
+        + Decimal::from(500) * Decimal::from_str("0.60").unwrap())
+        / Decimal::from(1_000_000);
+    assert_eq!(r.cost_usd, expected.normalize());
+}
