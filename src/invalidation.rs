@@ -92,7 +92,9 @@ async fn poll(store: &Store, caches: &Caches) {
 }
 
 /// PostgreSQL: invalidates on every notification. A lost connection may have hidden
-/// notifications, so a drop (and every reconnect) invalidates everything.
+/// notifications, so every (re)subscription invalidates everything. A drop alone does
+/// not: if the database itself is away, nothing can change in it and the caches keep
+/// serving; whatever changed before the connection came back is dropped then.
 async fn listen(database_url: &str, application_name: &str, caches: &Caches) {
     let mut wait = Duration::from_millis(100);
     loop {
@@ -110,14 +112,12 @@ async fn listen(database_url: &str, application_name: &str, caches: &Caches) {
                             // before the new LISTEN would be missed by whatever got cached
                             // in between.
                             tracing::warn!(
-                                "LISTEN connection lost; invalidating every cache and reconnecting"
+                                "LISTEN connection lost; reconnecting (caches are dropped once it is back)"
                             );
-                            caches.invalidate();
                             break;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "LISTEN connection failed; invalidating every cache");
-                            caches.invalidate();
+                            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting (caches are dropped once it is back)");
                             break;
                         }
                     }

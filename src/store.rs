@@ -36,46 +36,36 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the same operation may succeed if retried: the database was busy, locked,
-    /// unreachable, failing over or out of resources, as each backend reports it. Anything
-    /// else (a constraint, bad data) fails again the same way.
-    pub fn is_transient(&self) -> bool {
+    /// Whether the data itself was refused (a constraint it breaks, a value its column
+    /// cannot hold): the same records would be refused again. Anything else (the database
+    /// busy, locked, read-only, unreachable, failing over, out of space, or refusing
+    /// connections) may pass later, so the ledger retries instead of setting records aside.
+    pub fn refuses_data(&self) -> bool {
         match self {
+            StoreError::Conflict(_) | StoreError::Invalid(_) => true,
             StoreError::Database(sqlx::Error::Database(db)) => {
                 if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                    postgres_transient(pg.code())
+                    postgres_refuses_data(pg.code())
                 } else {
-                    db.code().as_deref().and_then(|c| c.parse::<i32>().ok()).is_some_and(sqlite_transient)
+                    db.code().as_deref().and_then(|c| c.parse::<i32>().ok()).is_some_and(sqlite_refuses_data)
                 }
             }
-            StoreError::Database(
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed,
-            ) => true,
+            StoreError::Database(sqlx::Error::Encode(_)) => true,
             _ => false,
         }
     }
 }
 
-/// SQLite result codes (primary code in the low byte) worth retrying: BUSY, LOCKED,
-/// READONLY (a remount), IOERR, FULL (the disk), CANTOPEN.
-fn sqlite_transient(code: i32) -> bool {
-    matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+/// SQLite result codes (primary code in the low byte) that refuse the data: TOOBIG,
+/// CONSTRAINT, MISMATCH.
+fn sqlite_refuses_data(code: i32) -> bool {
+    matches!(code & 0xff, 18..=20)
 }
 
-/// PostgreSQL SQLSTATEs worth retrying: connection exceptions (08), serialization
-/// failures and deadlocks (40001, 40P01), insufficient resources (53), operator
-/// intervention such as a restart or failover (57P01-57P03), lock not available
-/// (55P03), system errors (58) and a read-only transaction during failover (25006).
-fn postgres_transient(sqlstate: &str) -> bool {
-    sqlstate.starts_with("08")
-        || sqlstate.starts_with("53")
-        || sqlstate.starts_with("58")
-        || matches!(sqlstate, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03" | "25006")
+/// PostgreSQL SQLSTATE classes that refuse the data: data exceptions (22) and integrity
+/// constraint violations (23: a foreign key, a check).
+fn postgres_refuses_data(sqlstate: &str) -> bool {
+    sqlstate.starts_with("22") || sqlstate.starts_with("23")
 }
 
 /// How long a replica holds a pending webhook delivery it fired or claimed (renewed by

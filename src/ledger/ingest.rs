@@ -279,7 +279,7 @@ async fn write_with_retry(store: &Store, journal: &Journal, batch: &[CostRecord]
     loop {
         match store.insert_cost_records(batch).await {
             Ok(written) => return written.windows,
-            Err(e) if e.is_transient() => {
+            Err(e) if !e.refuses_data() => {
                 tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);

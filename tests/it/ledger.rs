@@ -281,3 +281,57 @@ async fn with_the_database_away_records_wait_in_the_journal_not_in_memory(backen
         store.window_spend(owner.user.id, Period::Total, Period::Total.start(Utc::now())).await.unwrap();
     assert_eq!(total, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refusing_connections_is_waited_out_not_taken_for_bad_records() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let f = Factory::new(db.store().await, &db.url);
+    let owner = f.owner().await;
+    let store = f.store.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&store, dir.path(), None).await;
+    // The database goes away: it refuses new connections and drops the open ones.
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&crate::db::server_url()).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        ledger.record(cost_record(&owner, "0.01"));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(ledger.depth(), 50, "records set aside or lost while the database was away");
+    sqlx::query(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), ledger.flush()).await.expect("caught up");
+    assert_eq!(records(&store, &owner).await.len(), 50);
+    assert!(!settings(dir.path()).dir.join("refused.jsonl").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_record_whose_owner_is_gone_is_kept_aside_and_the_others_are_written() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let f = Factory::new(db.store().await, &db.url);
+    let owner = f.owner().await;
+    let store = f.store.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&store, dir.path(), None).await;
+    let mut orphan = cost_record(&owner, "0.5");
+    orphan.user_id = Uuid::now_v7();
+    ledger.record(cost_record(&owner, "0.01"));
+    ledger.record(orphan.clone());
+    ledger.record(cost_record(&owner, "0.02"));
+    ledger.flush().await;
+    assert_eq!(records(&store, &owner).await.len(), 2);
+    let kept = std::fs::read_to_string(settings(dir.path()).dir.join("refused.jsonl")).unwrap();
+    let line: tollgate::store::CostRecord = serde_json::from_str(kept.trim()).unwrap();
+    assert_eq!(line, orphan);
+}

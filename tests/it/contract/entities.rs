@@ -162,7 +162,7 @@ async fn configuration_cascades_and_history_restricts(f: Factory) {
     let mut orphan = cost_record(&owner, "1");
     orphan.user_id = Uuid::now_v7();
     let err = s.insert_cost_records(&[orphan]).await.unwrap_err();
-    assert!(!err.is_transient(), "{err}");
+    assert!(err.refuses_data(), "{err}");
 }
 
 async fn budgets_and_alert_configs_round_trip(f: Factory) {
