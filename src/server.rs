@@ -209,7 +209,7 @@ pub async fn serve<H, F>(
             let served = match acceptor {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(io), service);
-                    drive(conn, closing, &activity, limits.keepalive_timeout).await
+                    drive(conn, closing, &activity, limits).await
                 }
                 Some(acceptor) => {
                     let Some(tls_stream) =
@@ -218,7 +218,7 @@ pub async fn serve<H, F>(
                         return;
                     };
                     let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                    drive(conn, closing, &activity, limits.keepalive_timeout).await
+                    drive(conn, closing, &activity, limits).await
                 }
             };
             if let Err(e) = served {
@@ -250,20 +250,27 @@ pub async fn serve<H, F>(
 /// Serves one connection until it ends; closes it gracefully (HTTP/2: GOAWAY) at
 /// shutdown or once it has had no request in flight for `keepalive`. An idle client that
 /// does not finish the goodbye (HTTP/2 waits for its PING acknowledgement) is dropped
-/// after another `keepalive`.
+/// after another `keepalive`, and so is a connection with a response that has waited
+/// longer than `send_timeout` for the client to take a frame (an HTTP/2 stream it stopped
+/// reading: flow control holds it without blocking any write).
 async fn drive<C: GracefulConnection>(
     conn: C,
     mut closing: tokio::sync::watch::Receiver<bool>,
     activity: &Activity,
-    keepalive: Duration,
+    limits: ClientLimits,
 ) -> Result<(), C::Error> {
     tokio::pin!(conn);
+    let (keepalive, send_timeout) = (limits.keepalive_timeout, limits.send_timeout);
     let mut stopping = false;
     let mut drop_at = None;
     loop {
-        let deadline = match drop_at {
-            Some(at) => at,
-            None => activity.idle_deadline(keepalive).unwrap_or_else(|| Instant::now() + keepalive),
+        // Next look: the goodbye's end, else a check for a stalled reader every half send
+        // timeout (a request may start at any time), or the idle deadline if sooner.
+        let check = Instant::now() + send_timeout / 2;
+        let deadline = match (drop_at, activity.idle_deadline(keepalive)) {
+            (Some(at), _) => at,
+            (None, Some(idle)) if !stopping => idle.min(check),
+            _ => check,
         };
         tokio::select! {
             served = conn.as_mut() => return served,
@@ -271,11 +278,15 @@ async fn drive<C: GracefulConnection>(
                 conn.as_mut().graceful_shutdown();
                 stopping = true;
             }
-            () = tokio::time::sleep_until(deadline), if drop_at.is_some() || !stopping => {
+            () = tokio::time::sleep_until(deadline) => {
                 if drop_at.is_some() {
                     return Ok(());
                 }
-                if activity.idle_deadline(keepalive).is_some_and(|d| d <= Instant::now()) {
+                if activity.longest_wait_on_client() >= send_timeout {
+                    tracing::debug!("a response waited too long for the client to read it; closing the connection");
+                    return Ok(());
+                }
+                if !stopping && activity.idle_deadline(keepalive).is_some_and(|d| d <= Instant::now()) {
                     conn.as_mut().graceful_shutdown();
                     stopping = true;
                     drop_at = Some(Instant::now() + keepalive);

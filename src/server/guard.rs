@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -99,12 +99,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
     }
 }
 
-/// Requests in flight on one connection, and since when it has had none.
+/// Requests in flight on one connection, since when it has had none, and how long each
+/// response has waited for the client to take its last frame.
 pub struct Activity {
     started: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds after `started` when the last request ended.
     idle_since_ms: AtomicU64,
+    /// Each response's hand-over clock (see [`Tracked`]); dead ones are pruned as new
+    /// requests arrive.
+    responses: Mutex<Vec<Weak<AtomicU64>>>,
 }
 
 impl Activity {
@@ -114,13 +118,24 @@ impl Activity {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            responses: Mutex::new(Vec::new()),
         })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Counts a request until the returned guard (carried by its response body) drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(self))
+        let in_flight = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        let handed = Arc::new(AtomicU64::new(0));
+        let mut responses = self.responses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if responses.len() >= 2 * in_flight + 8 {
+            responses.retain(|r| r.strong_count() > 0);
+        }
+        responses.push(Arc::downgrade(&handed));
+        InFlight { activity: Arc::clone(self), handed }
     }
 
     /// When the connection may be closed for idling `keepalive`, or `None` while a
@@ -132,32 +147,52 @@ impl Activity {
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
         Some(self.started + since + keepalive)
     }
+
+    /// The longest any response of this connection has been waiting for the client to
+    /// take a frame it was handed (an HTTP/2 stream the client stopped reading: flow
+    /// control stops it without any write blocking).
+    pub fn longest_wait_on_client(&self) -> Duration {
+        let now = self.now_ms();
+        let responses = self.responses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let oldest = responses
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|h| h.load(Ordering::Acquire))
+            .filter(|handed| *handed > 0)
+            .min();
+        oldest.map_or(Duration::ZERO, |handed| Duration::from_millis(now.saturating_sub(handed - 1)))
+    }
 }
 
 /// One request in flight; dropped with its response body.
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    /// 1 + the millisecond its body last handed a frame over that has not been taken
+    /// yet (the next poll takes it); 0 while it waits on the upstream.
+    handed: Arc<AtomicU64>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let since = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.idle_since_ms.store(since, Ordering::Release);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.activity.idle_since_ms.store(self.activity.now_ms(), Ordering::Release);
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 pin_project! {
-    /// A response body that keeps its request counted in flight until it is done.
+    /// A response body that keeps its request counted in flight until it is done, and
+    /// notes when it hands a frame over, so a client that stops taking them is seen.
     pub struct Tracked {
         #[pin]
         inner: ProxyBody,
-        _in_flight: InFlight,
+        in_flight: InFlight,
     }
 }
 
 impl Tracked {
     /// `body`, counted until it drops.
     pub fn new(inner: ProxyBody, in_flight: InFlight) -> Tracked {
-        Tracked { inner, _in_flight: in_flight }
+        Tracked { inner, in_flight }
     }
 }
 
@@ -169,7 +204,14 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        let handed = match &polled {
+            Poll::Ready(Some(Ok(_))) => this.in_flight.activity.now_ms() + 1,
+            _ => 0,
+        };
+        this.in_flight.handed.store(handed, Ordering::Release);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

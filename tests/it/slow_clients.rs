@@ -169,3 +169,22 @@ async fn idle_connections_are_closed_after_the_keepalive_timeout() {
         assert_eq!(send(&c, openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await.status, 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_the_client_stops_reading_is_cut_and_its_reservation_returns() {
+    let app =
+        spawn_app_with_server_extra(Mock::start(|_| huge_stream()).await, "send_timeout_ms = 500").await;
+    let s = app.seed().await;
+    let b = budget(&app, "user", &s.user_id, "100", "daily", true).await;
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"max_tokens":1000,"messages":[]}"#;
+    let response =
+        h2_client().request(openai_post(&app.url("/v1/chat/completions"), &s.key, body)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // The body is never read: HTTP/2 flow control stops the stream, no write blocks.
+    let _unread = response.into_body();
+    assert_ne!(reserved(&app, &b).await, "0");
+    let cut = Instant::now();
+    wait_until(Duration::from_secs(10), "reservation returned", || async { reserved(&app, &b).await == "0" })
+        .await;
+    assert!(cut.elapsed() >= Duration::from_millis(300), "cut before the send timeout");
+}
