@@ -8,6 +8,11 @@
 //!   [`proxy::headers`] swaps the tollgate key for the provider key, and
 //!   [`proxy::forward`] sends the request over one pooled rustls client and streams the
 //!   answer back untouched ([`proxy::body`]).
+//! - [`budget`] admits a request against every hard budget of its chain (in memory;
+//!   leases on PostgreSQL), [`proxy::metering`] prices what [`usage`] read out of the
+//!   answer, and [`ledger`] records it: into the crash-safe [`journal`] first, then the
+//!   database in batches. [`alerts`] fire when a write crosses a threshold; [`pricing`]
+//!   holds the price list, [`window`] the budget periods.
 //! - [`error`] renders tollgate's own refusals in the provider's error shape.
 //! - [`store`] is the storage seam: SQLite (embedded default) or PostgreSQL (several
 //!   replicas), one migration set each under migrations/; [`invalidation`] carries admin
