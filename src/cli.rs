@@ -1,24 +1,29 @@
 //! The command line: `serve`, `migrate`, `check-config`, and admin subcommands that work
 //! on the database directly (a running server picks their writes up within a second).
+//! Every admin and report command takes `--json` and then prints what the admin API
+//! returns; failures end with the exit codes of [`exit`].
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::admin::{create_key, AdminError};
 use crate::app;
 use crate::config::Config;
-use crate::store::{self, NewUser, PageRequest, Patch, Store};
+use crate::store::{self, Store};
+use crate::window::Period;
 
+mod entities;
+mod exit;
 mod report;
-use report::{print_budget_use, print_pricing, print_spend};
+pub use exit::{exit_code, UsageError, EXIT_CODES};
 
 /// tollgate: a spend gate for AI provider APIs.
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about)]
+#[command(name = "tollgate", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Config file (default: $TOLLGATE_CONFIG, else built-in defaults).
     #[arg(long, global = true)]
@@ -37,23 +42,19 @@ pub enum Command {
     /// Validate the configuration and print a summary.
     CheckConfig,
     /// Organizations.
-    #[command(subcommand, alias = "org")]
-    Organization(OrgCommand),
+    #[command(alias = "org")]
+    Organization(Group<OrgCommand>),
     /// Projects.
-    #[command(subcommand)]
-    Project(ProjectCommand),
+    Project(Group<ProjectCommand>),
     /// Users.
-    #[command(subcommand)]
-    User(UserCommand),
+    User(Group<UserCommand>),
     /// Tollgate keys.
-    #[command(subcommand)]
-    Key(KeyCommand),
+    Key(Group<KeyCommand>),
     /// Budgets.
-    #[command(subcommand)]
-    Budget(BudgetCommand),
+    Budget(Group<BudgetCommand>),
     /// Alert thresholds on budgets.
-    #[command(subcommand, name = "alert-config")]
-    AlertConfig(AlertConfigCommand),
+    #[command(name = "alert-config")]
+    AlertConfig(Group<AlertConfigCommand>),
     /// Spend report from the cost records, as a table.
     Spend(SpendArgs),
     /// Show the prices a model name resolves to.
@@ -63,7 +64,27 @@ pub enum Command {
         /// Configured provider name (provider-restricted entries apply only to it).
         #[arg(long, default_value = "openai")]
         provider: String,
+        #[command(flatten)]
+        output: Output,
     },
+}
+
+/// A group of admin subcommands (`tollgate user ...`) and how they print.
+#[derive(Debug, clap::Args)]
+pub struct Group<C: Subcommand> {
+    #[command(flatten)]
+    pub output: Output,
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// How a command prints what it read or wrote.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Output {
+    /// Print JSON: the objects the admin API returns (lists as {"data": [...],
+    /// "next_cursor": null}, every page included).
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,24 +92,28 @@ pub enum BudgetCommand {
     /// Create a budget on an organization, project or user.
     Create {
         /// organization | project | user
-        #[arg(long)]
-        scope: String,
+        #[arg(long, value_parser = parse_scope)]
+        scope: store::Scope,
         #[arg(long)]
         scope_id: Uuid,
         /// USD, e.g. 10 or 12.50
-        #[arg(long)]
-        limit: String,
+        #[arg(long, value_parser = parse_limit)]
+        limit: Decimal,
         /// daily | weekly | monthly | total
-        #[arg(long)]
-        period: String,
+        #[arg(long, value_parser = parse_period)]
+        period: Period,
         /// Only alert, never refuse.
         #[arg(long)]
         soft: bool,
     },
-    /// List budgets.
+    /// List budgets, with their current window's spend.
     List,
     /// Change a budget's limit.
-    SetLimit { id: Uuid, limit: String },
+    SetLimit {
+        id: Uuid,
+        #[arg(value_parser = parse_limit)]
+        limit: Decimal,
+    },
     /// Delete a budget (and its alert configs).
     Delete { id: Uuid },
 }
@@ -100,7 +125,7 @@ pub enum AlertConfigCommand {
         #[arg(long = "budget")]
         budget_id: Uuid,
         /// 1..=1000
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         threshold: u32,
         #[arg(long)]
         webhook: Option<String>,
@@ -118,20 +143,22 @@ pub enum AlertConfigCommand {
 #[derive(Debug, clap::Args)]
 pub struct SpendArgs {
     /// organization | project | user | key | model | provider | day
-    #[arg(long, default_value = "model")]
-    pub group_by: String,
+    #[arg(long, default_value = "model", value_parser = parse_group_by)]
+    pub group_by: store::GroupBy,
     /// Inclusive start: RFC 3339 time or YYYY-MM-DD.
-    #[arg(long)]
-    pub from: Option<String>,
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<DateTime<Utc>>,
     /// Exclusive end: RFC 3339 time or YYYY-MM-DD.
-    #[arg(long)]
-    pub to: Option<String>,
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<DateTime<Utc>>,
     #[arg(long = "org")]
     pub organization_id: Option<Uuid>,
     #[arg(long = "project")]
     pub project_id: Option<Uuid>,
     #[arg(long = "user")]
     pub user_id: Option<Uuid>,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,6 +231,38 @@ pub enum KeyCommand {
     Revoke { id: Uuid },
 }
 
+fn parse_scope(s: &str) -> Result<store::Scope, String> {
+    store::Scope::parse(s).ok_or_else(|| "expected organization, project or user".into())
+}
+
+fn parse_period(s: &str) -> Result<Period, String> {
+    Period::parse(s).ok_or_else(|| "expected daily, weekly, monthly or total".into())
+}
+
+fn parse_group_by(s: &str) -> Result<store::GroupBy, String> {
+    store::GroupBy::parse(s)
+        .ok_or_else(|| "expected organization, project, user, key, model, provider or day".into())
+}
+
+/// A budget limit: an exact USD amount greater than 0.
+fn parse_limit(text: &str) -> Result<Decimal, String> {
+    let d = Decimal::from_str_exact(text.trim()).map_err(|_| format!("'{text}' is not a USD amount"))?;
+    if d <= Decimal::ZERO {
+        return Err("the limit must be greater than 0".into());
+    }
+    Ok(d.normalize())
+}
+
+/// An RFC 3339 time, or a date (its midnight UTC).
+fn parse_time(v: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map_err(|_| "expected an RFC 3339 time or YYYY-MM-DD".to_owned())?;
+    Ok(d.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
@@ -213,32 +272,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app::run(config).await
         }
         Command::CheckConfig => {
-            println!("config ok");
-            println!("proxy listen     {}", config.listen);
-            println!(
-                "admin listen     {} (token {})",
-                config.admin_listen,
-                if config.admin_token.is_some() { "set" } else { "not set" }
-            );
-            println!("database         {}", store::redact_url(&config.database_url));
-            println!("default provider {}", config.default_provider);
-            for p in &config.providers {
-                let key = if p.api_key.is_some() { "key set" } else { "no key" };
-                println!(
-                    "provider         {} {:?} {}://{}{} ({key})",
-                    p.name, p.kind, p.scheme, p.authority, p.base_path
-                );
-            }
+            check_config(&config);
             Ok(())
         }
-        Command::Pricing { model, provider } => {
-            print_pricing(&config, &provider, &model);
+        Command::Pricing { model, provider, output } => report::pricing(&config, &provider, &model, output),
+        Command::Migrate => {
+            open(&config).await?;
+            println!("database schema is up to date");
             Ok(())
         }
-        command => {
-            let store = open(&config).await?;
-            admin_command(&store, command).await
-        }
+        Command::Organization(g) => entities::organization(&open(&config).await?, g.command, g.output).await,
+        Command::Project(g) => entities::project(&open(&config).await?, g.command, g.output).await,
+        Command::User(g) => entities::user(&open(&config).await?, g.command, g.output).await,
+        Command::Key(g) => entities::key(&open(&config).await?, g.command, g.output).await,
+        Command::Budget(g) => entities::budget(&open(&config).await?, g.command, g.output).await,
+        Command::AlertConfig(g) => entities::alert_config(&open(&config).await?, g.command, g.output).await,
+        Command::Spend(args) => report::spend(&open(&config).await?, args).await,
+    }
+}
+
+fn check_config(config: &Config) {
+    println!("config ok");
+    println!("proxy listen     {}", config.listen);
+    println!(
+        "admin listen     {} (token {})",
+        config.admin_listen,
+        if config.admin_token.is_some() { "set" } else { "not set" }
+    );
+    println!("database         {}", store::redact_url(&config.database_url));
+    let auth = match config.auth_mode {
+        crate::config::AuthMode::Keys => "keys",
+        crate::config::AuthMode::Headers => "headers",
+    };
+    println!("auth mode        {auth}");
+    println!("default provider {}", config.default_provider);
+    for p in &config.providers {
+        let key = if p.api_key.is_some() { "key set" } else { "no key" };
+        println!(
+            "provider         {} {:?} {}://{}{} ({key})",
+            p.name, p.kind, p.scheme, p.authority, p.base_path
+        );
     }
 }
 
@@ -246,159 +319,4 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
     store::open(&config.database_url, store::PoolSettings { max_connections: 2, ..config.database_pool })
         .await
         .with_context(|| format!("opening database {}", store::redact_url(&config.database_url)))
-}
-
-fn all() -> PageRequest {
-    PageRequest { cursor: None, limit: 1000 }
-}
-
-fn archive() -> Patch {
-    Patch { archived: Some(true), ..Patch::default() }
-}
-
-fn date(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
-}
-
-async fn admin_command(store: &Store, command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Migrate => println!("database schema is up to date"),
-        Command::Organization(OrgCommand::Create { name }) => {
-            let o = store.create_organization(name.trim()).await?;
-            println!("{}\t{}", o.id, o.name);
-        }
-        Command::Organization(OrgCommand::List) => {
-            println!("{:<36}  {:<16}  {:<8}  NAME", "ID", "CREATED", "STATE");
-            for o in store.list_organizations(&all()).await?.data {
-                let state = if o.archived_at.is_some() { "archived" } else { "active" };
-                println!("{:<36}  {:<16}  {state:<8}  {}", o.id, date(o.created_at), o.name);
-            }
-        }
-        Command::Organization(OrgCommand::Archive { id }) => {
-            store.update_organization(id, &archive()).await?;
-            println!("archived organization {id}");
-        }
-        Command::Project(ProjectCommand::Create { organization_id, name }) => {
-            let p = store.create_project(organization_id, name.trim()).await?;
-            println!("{}\t{}", p.id, p.name);
-        }
-        Command::Project(ProjectCommand::List { organization_id }) => {
-            println!("{:<36}  {:<36}  {:<8}  NAME", "ID", "ORGANIZATION", "STATE");
-            for p in store.list_projects(organization_id, &all()).await?.data {
-                let state = if p.archived_at.is_some() { "archived" } else { "active" };
-                println!("{:<36}  {:<36}  {state:<8}  {}", p.id, p.organization_id, p.name);
-            }
-        }
-        Command::Project(ProjectCommand::Archive { id }) => {
-            store.update_project(id, &archive()).await?;
-            println!("archived project {id}");
-        }
-        Command::User(UserCommand::Create { organization_id, external_id, email }) => {
-            let u = store
-                .create_user(&NewUser { organization_id, external_id: external_id.trim().to_owned(), email })
-                .await?;
-            println!("{}\t{}", u.id, u.external_id);
-        }
-        Command::User(UserCommand::List { organization_id }) => {
-            println!("{:<36}  {:<36}  {:<8}  EXTERNAL ID", "ID", "ORGANIZATION", "STATE");
-            for u in store.list_users(organization_id, &all()).await?.data {
-                let state = if u.archived_at.is_some() { "archived" } else { "active" };
-                println!("{:<36}  {:<36}  {state:<8}  {}", u.id, u.organization_id, u.external_id);
-            }
-        }
-        Command::User(UserCommand::Archive { id }) => {
-            store.update_user(id, &archive()).await?;
-            println!("archived user {id}");
-        }
-        Command::Key(KeyCommand::Create { user_id, project_id, name, expires_at }) => {
-            let req = crate::admin::requests::CreateKey { user_id, project_id, name, expires_at };
-            let created = create_key(store, req).await.map_err(|e| match e {
-                AdminError::Store(s) => anyhow::Error::new(s),
-                other => anyhow::anyhow!("{other}"),
-            })?;
-            eprintln!("key {} created; it is shown once, store it now:", created.key.id);
-            println!("{}", created.plaintext);
-        }
-        Command::Key(KeyCommand::List { user_id }) => {
-            println!("{:<36}  {:<11}  {:<8}  {:<36}  PROJECT", "ID", "PREFIX", "STATE", "USER");
-            for k in store.list_keys(user_id, &all()).await?.data {
-                let state = if k.revoked_at.is_some() {
-                    "revoked"
-                } else if k.expires_at.is_some_and(|t| t <= Utc::now()) {
-                    "expired"
-                } else {
-                    "active"
-                };
-                println!("{:<36}  {:<11}  {state:<8}  {:<36}  {}", k.id, k.prefix, k.user_id, k.project_id);
-            }
-        }
-        Command::Key(KeyCommand::Revoke { id }) => {
-            store.revoke_key(id).await?;
-            println!("revoked key {id}");
-        }
-        Command::Spend(args) => print_spend(store, args).await?,
-        Command::Budget(cmd) => budget_command(store, cmd).await?,
-        Command::AlertConfig(cmd) => alert_config_command(store, cmd).await?,
-        Command::Serve | Command::CheckConfig | Command::Pricing { .. } => {}
-    }
-    Ok(())
-}
-
-fn limit(text: &str) -> anyhow::Result<rust_decimal::Decimal> {
-    let d = rust_decimal::Decimal::from_str_exact(text.trim())
-        .with_context(|| format!("'{text}' is not a USD amount"))?;
-    anyhow::ensure!(d > rust_decimal::Decimal::ZERO, "the limit must be greater than 0");
-    Ok(d.normalize())
-}
-
-async fn budget_command(store: &Store, cmd: BudgetCommand) -> anyhow::Result<()> {
-    match cmd {
-        BudgetCommand::Create { scope, scope_id, limit: l, period, soft } => {
-            let scope =
-                store::Scope::parse(&scope).context("--scope must be organization, project or user")?;
-            let period = crate::window::Period::parse(&period)
-                .context("--period must be daily, weekly, monthly or total")?;
-            let b = store.create_budget(scope, scope_id, limit(&l)?, period, !soft).await?;
-            println!("{}\t{} {} {} ${}", b.id, b.scope.as_str(), b.scope_id, b.period.as_str(), b.limit_usd);
-        }
-        BudgetCommand::List => print_budget_use(store, &store::RecordFilter::default()).await?,
-        BudgetCommand::SetLimit { id, limit: l } => {
-            let b = store
-                .update_budget(id, &store::BudgetPatch { limit_usd: Some(limit(&l)?), ..Default::default() })
-                .await?;
-            println!("{}\tlimit ${}", b.id, b.limit_usd);
-        }
-        BudgetCommand::Delete { id } => {
-            store.delete_budget(id).await?;
-            println!("deleted budget {id}");
-        }
-    }
-    Ok(())
-}
-
-async fn alert_config_command(store: &Store, cmd: AlertConfigCommand) -> anyhow::Result<()> {
-    match cmd {
-        AlertConfigCommand::Create { budget_id, threshold, webhook } => {
-            anyhow::ensure!((1..=1000).contains(&threshold), "--threshold must be from 1 to 1000");
-            let c = store.create_alert_config(budget_id, threshold, webhook.as_deref(), true).await?;
-            println!("{}\t{}% of budget {}", c.id, c.threshold_percent, c.budget_id);
-        }
-        AlertConfigCommand::List { budget_id } => {
-            println!("{:<36}  {:<36}  {:>9}  WEBHOOK", "ID", "BUDGET", "THRESHOLD");
-            for c in store.list_alert_configs(budget_id).await? {
-                println!(
-                    "{:<36}  {:<36}  {:>8}%  {}",
-                    c.id,
-                    c.budget_id,
-                    c.threshold_percent,
-                    c.webhook_url.as_deref().unwrap_or("-")
-                );
-            }
-        }
-        AlertConfigCommand::Delete { id } => {
-            store.delete_alert_config(id).await?;
-            println!("deleted alert config {id}");
-        }
-    }
-    Ok(())
 }

@@ -1,50 +1,43 @@
 //! The report commands: `tollgate spend` (with each budget's use) and `tollgate pricing`.
 
-use anyhow::Context;
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use uuid::Uuid;
+use serde_json::{json, Map, Value};
 
-use super::SpendArgs;
+use super::entities::{budget_statuses, print_json};
+use super::exit::NotFound;
+use super::{Output, SpendArgs};
+use crate::budget::BudgetStatus;
 use crate::config::Config;
-use crate::pricing::{Prices, Resolved};
-use crate::store::{self, PageRequest, Store};
+use crate::pricing::{ModelPrice, Prices, Resolved};
+use crate::store::{self, Store};
 
-fn parse_time(flag: &str, value: Option<&str>) -> anyhow::Result<Option<DateTime<Utc>>> {
-    let Some(v) = value else { return Ok(None) };
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    let d = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .with_context(|| format!("--{flag} must be an RFC 3339 time or YYYY-MM-DD"))?;
-    Ok(Some(d.and_time(chrono::NaiveTime::MIN).and_utc()))
-}
-
-pub(super) async fn print_spend(store: &Store, args: SpendArgs) -> anyhow::Result<()> {
-    let group_by = store::GroupBy::parse(&args.group_by).with_context(|| {
-        format!(
-            "--group-by '{}' is not organization, project, user, key, model, provider or day",
-            args.group_by
-        )
-    })?;
+/// `tollgate spend`: the spend table and the budget table under it, or with `--json` what
+/// `GET /v1/spend` returns.
+pub(super) async fn spend(store: &Store, args: SpendArgs) -> anyhow::Result<()> {
     let filter = store::RecordFilter {
         organization_id: args.organization_id,
         project_id: args.project_id,
         user_id: args.user_id,
-        from: parse_time("from", args.from.as_deref())?,
-        to: parse_time("to", args.to.as_deref())?,
+        from: args.from,
+        to: args.to,
         ..Default::default()
     };
-    let rows = store.spend(&filter, group_by).await?;
+    let rows = store.spend(&filter, args.group_by).await?;
+    let wanted: Vec<_> =
+        [filter.organization_id, filter.project_id, filter.user_id].into_iter().flatten().collect();
+    let budgets = budget_statuses(store, &wanted).await?;
+    if args.output.json {
+        return print_json(&json!({"data": rows, "from": filter.from, "to": filter.to, "budgets": budgets}));
+    }
     println!(
         "{:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
-        args.group_by.to_uppercase(),
+        heading(args.group_by),
         "REQUESTS",
         "INPUT",
         "OUTPUT",
         "COST_USD"
     );
-    let mut total = rust_decimal::Decimal::ZERO;
+    let mut total = Decimal::ZERO;
     for r in &rows {
         total += r.cost_usd;
         let group = r.group.as_deref().unwrap_or("(none)");
@@ -61,15 +54,110 @@ pub(super) async fn print_spend(store: &Store, args: SpendArgs) -> anyhow::Resul
         "",
         total.normalize()
     );
-    print_budget_use(store, &filter).await?;
+    if !budgets.is_empty() {
+        println!();
+        print_budget_use(&budgets);
+    }
     Ok(())
 }
 
-pub(super) fn print_pricing(config: &Config, provider: &str, model: &str) {
-    match config.prices.resolve(provider, model) {
-        Some(resolved) => print!("{}", pricing_report(model, &resolved)),
-        None => println!("{model}: no price (unknown_model = {:?})", config.unknown_model),
+fn heading(group_by: store::GroupBy) -> &'static str {
+    use store::GroupBy::*;
+    match group_by {
+        Organization => "ORGANIZATION",
+        Project => "PROJECT",
+        User => "USER",
+        Key => "KEY",
+        Model => "MODEL",
+        Provider => "PROVIDER",
+        Day => "DAY",
     }
+}
+
+/// `tollgate pricing`: what a model name resolves to; not found when nothing prices it.
+pub(super) fn pricing(config: &Config, provider: &str, model: &str, out: Output) -> anyhow::Result<()> {
+    let Some(resolved) = config.prices.resolve(provider, model) else {
+        return Err(NotFound(format!(
+            "no price for model '{model}' (provider {provider}; unknown_model = {})",
+            format!("{:?}", config.unknown_model).to_lowercase()
+        ))
+        .into());
+    };
+    if out.json {
+        return print_json(&pricing_json(model, &resolved));
+    }
+    print!("{}", pricing_report(model, &resolved));
+    Ok(())
+}
+
+/// A resolved entry in the price file's own field names (decimal strings), with the name
+/// asked for and how it matched.
+fn pricing_json(model: &str, resolved: &Resolved<'_>) -> Value {
+    let p: &ModelPrice = resolved.price;
+    let mut entry = Map::new();
+    entry.insert("model".into(), json!(model));
+    entry.insert("name".into(), json!(p.name));
+    entry.insert("matched_by".into(), json!(format!("{:?}", resolved.matched_by).to_lowercase()));
+    entry.insert("provider".into(), json!(p.provider));
+    entry.insert("vendor".into(), json!(p.vendor));
+    rates_into(&mut entry, &p.base);
+    if let Some((threshold, lc)) = &p.long_context {
+        entry.insert("long_context".into(), long_context_json(*threshold, lc));
+    }
+    let mut tiers = Map::new();
+    for (name, tier) in &p.service_tiers {
+        let mut t = Map::new();
+        rates_into(&mut t, &tier.rates);
+        if let Some((threshold, lc)) = &tier.long_context {
+            t.insert("long_context".into(), long_context_json(*threshold, lc));
+        }
+        tiers.insert(name.clone(), Value::Object(t));
+    }
+    entry.insert("service_tiers".into(), Value::Object(tiers));
+    let aliases: Map<String, Value> = resolved
+        .tier_aliases
+        .iter()
+        .filter(|(alias, target)| {
+            p.service_tiers.contains_key(*target) && !p.service_tiers.contains_key(*alias)
+        })
+        .map(|(alias, target)| (alias.clone(), json!(target)))
+        .collect();
+    entry.insert("service_tier_aliases".into(), Value::Object(aliases));
+    entry.insert("web_search_per_1k".into(), json!(p.web_search_per_1k.map(|d| d.to_string())));
+    entry.insert("web_fetch_per_1k".into(), json!(p.web_fetch_per_1k.map(|d| d.to_string())));
+    let geo: Map<String, Value> =
+        p.inference_geo.iter().map(|(g, f)| (g.clone(), json!(f.to_string()))).collect();
+    entry.insert("inference_geo".into(), Value::Object(geo));
+    for (field, value) in [
+        ("source", &p.source),
+        ("date", &p.date),
+        ("confidence", &p.confidence),
+        ("service_tiers_source", &p.service_tiers_source),
+        ("server_tools_source", &p.server_tools_source),
+        ("inference_geo_source", &p.inference_geo_source),
+    ] {
+        entry.insert(field.into(), json!(value));
+    }
+    Value::Object(entry)
+}
+
+/// The rate fields of a table; `null` where the file sets none (billed at another rate).
+fn rates_into(map: &mut Map<String, Value>, rates: &Prices) {
+    let s = |d: Option<Decimal>| json!(d.map(|d| d.to_string()));
+    map.insert("input".into(), s(Some(rates.input)));
+    map.insert("cached_input".into(), s(rates.cached_input));
+    map.insert("cache_write".into(), s(rates.cache_write));
+    map.insert("cache_write_1h".into(), s(rates.cache_write_1h));
+    map.insert("output".into(), s(Some(rates.output)));
+    map.insert("input_audio".into(), s(rates.input_audio));
+    map.insert("output_audio".into(), s(rates.output_audio));
+}
+
+fn long_context_json(threshold: u64, rates: &Prices) -> Value {
+    let mut map = Map::new();
+    map.insert("threshold_input_tokens".into(), json!(threshold));
+    rates_into(&mut map, rates);
+    Value::Object(map)
 }
 
 /// What `tollgate pricing` prints for a resolved model: every rate table, fee and factor
@@ -157,41 +245,32 @@ fn pricing_report(model: &str, resolved: &Resolved<'_>) -> String {
     out
 }
 
-/// The budget table under a spend report: who is close to a limit, at a glance.
-pub(super) async fn print_budget_use(store: &Store, filter: &store::RecordFilter) -> anyhow::Result<()> {
-    let wanted: Vec<Uuid> =
-        [filter.organization_id, filter.project_id, filter.user_id].into_iter().flatten().collect();
-    let budgets = store.list_budgets(None, &PageRequest { cursor: None, limit: 1000 }).await?.data;
-    let budgets: Vec<_> =
-        budgets.into_iter().filter(|b| wanted.is_empty() || wanted.contains(&b.scope_id)).collect();
-    if budgets.is_empty() {
-        return Ok(());
-    }
-    println!();
+/// The budget table (`tollgate budget list`, and under a spend report): who is close to
+/// a limit, at a glance.
+pub(super) fn print_budget_use(budgets: &[BudgetStatus]) {
     println!(
-        "{:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>6}",
-        "SCOPE", "SCOPE ID", "PERIOD", "KIND", "LIMIT_USD", "SPENT_USD", "USED"
+        "{:<36}  {:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>6}",
+        "ID", "SCOPE", "SCOPE ID", "PERIOD", "KIND", "LIMIT_USD", "SPENT_USD", "USED"
     );
-    let now = Utc::now();
-    for b in budgets {
-        let spent = store.window_spend(b.scope_id, b.period, b.period.start(now)).await?;
+    for s in budgets {
+        let b = &s.budget;
         let used = if b.limit_usd.is_zero() {
-            rust_decimal::Decimal::ZERO
+            Decimal::ZERO
         } else {
-            (spent * rust_decimal::Decimal::ONE_HUNDRED / b.limit_usd).round_dp(1)
+            (s.spent_usd * Decimal::ONE_HUNDRED / b.limit_usd).round_dp(1)
         };
         println!(
-            "{:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>5}%",
+            "{:<36}  {:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>5}%",
+            b.id,
             b.scope.as_str(),
             b.scope_id,
             b.period.as_str(),
             if b.hard { "hard" } else { "soft" },
             b.limit_usd,
-            spent.normalize(),
+            s.spent_usd,
             used
         );
     }
-    Ok(())
 }
 
 #[cfg(test)]

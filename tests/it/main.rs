@@ -6,6 +6,7 @@ mod admin;
 mod alerts;
 mod auth;
 mod budgets;
+mod cli;
 mod contract;
 mod db;
 mod factory;
