@@ -16,6 +16,13 @@ use crate::config::Config;
 use crate::store::{self, Store};
 use crate::window::Period;
 
+/// `println!` for command output that a script may stop reading early: see [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod entities;
 mod exit;
 mod report;
@@ -271,14 +278,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app::init_logging(&config);
             app::run(config).await
         }
-        Command::CheckConfig => {
-            check_config(&config);
-            Ok(())
-        }
+        Command::CheckConfig => check_config(&config),
         Command::Pricing { model, provider, output } => report::pricing(&config, &provider, &model, output),
         Command::Migrate => {
             open(&config).await?;
-            println!("database schema is up to date");
+            out!("database schema is up to date")?;
             Ok(())
         }
         Command::Organization(g) => entities::organization(&open(&config).await?, g.command, g.output).await,
@@ -291,27 +295,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn check_config(config: &Config) {
-    println!("config ok");
-    println!("proxy listen     {}", config.listen);
-    println!(
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    out!("config ok")?;
+    out!("proxy listen     {}", config.listen)?;
+    out!(
         "admin listen     {} (token {})",
         config.admin_listen,
         if config.admin_token.is_some() { "set" } else { "not set" }
-    );
-    println!("database         {}", store::redact_url(&config.database_url));
+    )?;
+    out!("database         {}", store::redact_url(&config.database_url))?;
     let auth = match config.auth_mode {
         crate::config::AuthMode::Keys => "keys",
         crate::config::AuthMode::Headers => "headers",
     };
-    println!("auth mode        {auth}");
-    println!("default provider {}", config.default_provider);
+    out!("auth mode        {auth}")?;
+    out!("default provider {}", config.default_provider)?;
     for p in &config.providers {
         let key = if p.api_key.is_some() { "key set" } else { "no key" };
-        println!(
+        out!(
             "provider         {} {:?} {}://{}{} ({key})",
-            p.name, p.kind, p.scheme, p.authority, p.base_path
-        );
+            p.name,
+            p.kind,
+            p.scheme,
+            p.authority,
+            p.base_path
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes one line of command output. A reader that went away (`| head`, `grep -q`) is
+/// not an error: the rest of the output is dropped and the command still succeeds
+/// (`println!` would panic).
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{args}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

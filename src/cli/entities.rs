@@ -15,16 +15,9 @@ use crate::admin::{create_key, AdminError};
 use crate::budget::BudgetStatus;
 use crate::store::{self, Budget, NewUser, Page, PageRequest, Patch, Store, StoreError};
 
-/// Prints `value` as JSON on stdout. A reader that went away (`| head`) is not an error:
-/// there is no one left to tell.
+/// Prints `value` as JSON on stdout.
 pub(super) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut text = serde_json::to_vec_pretty(value)?;
-    text.push(b'\n');
-    match std::io::stdout().lock().write_all(&text) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    Ok(out!("{}", serde_json::to_string_pretty(value)?)?)
 }
 
 /// A whole list in the admin API's envelope: every page was read, so no cursor.
@@ -78,16 +71,16 @@ pub(super) async fn organization(store: &Store, cmd: OrgCommand, out: Output) ->
             if out.json {
                 return print_json(&o);
             }
-            println!("{}\t{}", o.id, o.name);
+            out!("{}\t{}", o.id, o.name)?;
         }
         OrgCommand::List => {
             let all = all_pages(|page| async move { store.list_organizations(&page).await }).await?;
             if out.json {
                 return print_json(&list(all));
             }
-            println!("{:<36}  {:<16}  {:<8}  NAME", "ID", "CREATED", "STATE");
+            out!("{:<36}  {:<16}  {:<8}  NAME", "ID", "CREATED", "STATE")?;
             for o in all {
-                println!("{:<36}  {:<16}  {:<8}  {}", o.id, date(o.created_at), state(o.archived_at), o.name);
+                out!("{:<36}  {:<16}  {:<8}  {}", o.id, date(o.created_at), state(o.archived_at), o.name)?;
             }
         }
         OrgCommand::Archive { id } => {
@@ -95,7 +88,7 @@ pub(super) async fn organization(store: &Store, cmd: OrgCommand, out: Output) ->
             if out.json {
                 return print_json(&o);
             }
-            println!("archived organization {id}");
+            out!("archived organization {id}")?;
         }
     }
     Ok(())
@@ -108,7 +101,7 @@ pub(super) async fn project(store: &Store, cmd: ProjectCommand, out: Output) -> 
             if out.json {
                 return print_json(&p);
             }
-            println!("{}\t{}", p.id, p.name);
+            out!("{}\t{}", p.id, p.name)?;
         }
         ProjectCommand::List { organization_id } => {
             let all =
@@ -116,9 +109,9 @@ pub(super) async fn project(store: &Store, cmd: ProjectCommand, out: Output) -> 
             if out.json {
                 return print_json(&list(all));
             }
-            println!("{:<36}  {:<36}  {:<8}  NAME", "ID", "ORGANIZATION", "STATE");
+            out!("{:<36}  {:<36}  {:<8}  NAME", "ID", "ORGANIZATION", "STATE")?;
             for p in all {
-                println!("{:<36}  {:<36}  {:<8}  {}", p.id, p.organization_id, state(p.archived_at), p.name);
+                out!("{:<36}  {:<36}  {:<8}  {}", p.id, p.organization_id, state(p.archived_at), p.name)?;
             }
         }
         ProjectCommand::Archive { id } => {
@@ -126,7 +119,7 @@ pub(super) async fn project(store: &Store, cmd: ProjectCommand, out: Output) -> 
             if out.json {
                 return print_json(&p);
             }
-            println!("archived project {id}");
+            out!("archived project {id}")?;
         }
     }
     Ok(())
@@ -140,22 +133,22 @@ pub(super) async fn user(store: &Store, cmd: UserCommand, out: Output) -> anyhow
             if out.json {
                 return print_json(&u);
             }
-            println!("{}\t{}", u.id, u.external_id);
+            out!("{}\t{}", u.id, u.external_id)?;
         }
         UserCommand::List { organization_id } => {
             let all = all_pages(|page| async move { store.list_users(organization_id, &page).await }).await?;
             if out.json {
                 return print_json(&list(all));
             }
-            println!("{:<36}  {:<36}  {:<8}  EXTERNAL ID", "ID", "ORGANIZATION", "STATE");
+            out!("{:<36}  {:<36}  {:<8}  EXTERNAL ID", "ID", "ORGANIZATION", "STATE")?;
             for u in all {
-                println!(
+                out!(
                     "{:<36}  {:<36}  {:<8}  {}",
                     u.id,
                     u.organization_id,
                     state(u.archived_at),
                     u.external_id
-                );
+                )?;
             }
         }
         UserCommand::Archive { id } => {
@@ -163,7 +156,7 @@ pub(super) async fn user(store: &Store, cmd: UserCommand, out: Output) -> anyhow
             if out.json {
                 return print_json(&u);
             }
-            println!("archived user {id}");
+            out!("archived user {id}")?;
         }
     }
     Ok(())
@@ -181,14 +174,14 @@ pub(super) async fn key(store: &Store, cmd: KeyCommand, out: Output) -> anyhow::
             if out.json {
                 return print_json(&created);
             }
-            println!("{}", created.plaintext);
+            out!("{}", created.plaintext)?;
         }
         KeyCommand::List { user_id } => {
             let all = all_pages(|page| async move { store.list_keys(user_id, &page).await }).await?;
             if out.json {
                 return print_json(&list(all));
             }
-            println!("{:<36}  {:<11}  {:<8}  {:<36}  PROJECT", "ID", "PREFIX", "STATE", "USER");
+            out!("{:<36}  {:<11}  {:<8}  {:<36}  PROJECT", "ID", "PREFIX", "STATE", "USER")?;
             for k in all {
                 let state = if k.revoked_at.is_some() {
                     "revoked"
@@ -197,7 +190,7 @@ pub(super) async fn key(store: &Store, cmd: KeyCommand, out: Output) -> anyhow::
                 } else {
                     "active"
                 };
-                println!("{:<36}  {:<11}  {state:<8}  {:<36}  {}", k.id, k.prefix, k.user_id, k.project_id);
+                out!("{:<36}  {:<11}  {state:<8}  {:<36}  {}", k.id, k.prefix, k.user_id, k.project_id)?;
             }
         }
         KeyCommand::Revoke { id } => {
@@ -205,7 +198,7 @@ pub(super) async fn key(store: &Store, cmd: KeyCommand, out: Output) -> anyhow::
             if out.json {
                 return print_json(&k);
             }
-            println!("revoked key {id}");
+            out!("revoked key {id}")?;
         }
     }
     Ok(())
@@ -254,14 +247,14 @@ pub(super) async fn budget(store: &Store, cmd: BudgetCommand, out: Output) -> an
             if out.json {
                 return print_json(&budget_status(store, b).await?);
             }
-            println!("{}\t{} {} {} ${}", b.id, b.scope.as_str(), b.scope_id, b.period.as_str(), b.limit_usd);
+            out!("{}\t{} {} {} ${}", b.id, b.scope.as_str(), b.scope_id, b.period.as_str(), b.limit_usd)?;
         }
         BudgetCommand::List => {
             let all = budget_statuses(store, &[]).await?;
             if out.json {
                 return print_json(&list(all));
             }
-            super::report::print_budget_use(&all);
+            super::report::print_budget_use(&all)?;
         }
         BudgetCommand::SetLimit { id, limit } => {
             let patch = store::BudgetPatch { limit_usd: Some(limit), ..Default::default() };
@@ -269,14 +262,14 @@ pub(super) async fn budget(store: &Store, cmd: BudgetCommand, out: Output) -> an
             if out.json {
                 return print_json(&budget_status(store, b).await?);
             }
-            println!("{}\tlimit ${}", b.id, b.limit_usd);
+            out!("{}\tlimit ${}", b.id, b.limit_usd)?;
         }
         BudgetCommand::Delete { id } => {
             store.delete_budget(id).await?;
             if out.json {
                 return print_json(&deleted(id));
             }
-            println!("deleted budget {id}");
+            out!("deleted budget {id}")?;
         }
     }
     Ok(())
@@ -289,17 +282,17 @@ pub(super) async fn alert_config(store: &Store, cmd: AlertConfigCommand, out: Ou
             if out.json {
                 return print_json(&c);
             }
-            println!("{}\t{}% of budget {}", c.id, c.threshold_percent, c.budget_id);
+            out!("{}\t{}% of budget {}", c.id, c.threshold_percent, c.budget_id)?;
         }
         AlertConfigCommand::List { budget_id } => {
             let all = store.list_alert_configs(budget_id).await?;
             if out.json {
                 return print_json(&list(all));
             }
-            println!("{:<36}  {:<36}  {:>9}  WEBHOOK", "ID", "BUDGET", "THRESHOLD");
+            out!("{:<36}  {:<36}  {:>9}  WEBHOOK", "ID", "BUDGET", "THRESHOLD")?;
             for c in all {
                 let webhook = c.webhook_url.as_deref().unwrap_or("-");
-                println!("{:<36}  {:<36}  {:>8}%  {webhook}", c.id, c.budget_id, c.threshold_percent);
+                out!("{:<36}  {:<36}  {:>8}%  {webhook}", c.id, c.budget_id, c.threshold_percent)?;
             }
         }
         AlertConfigCommand::Delete { id } => {
@@ -307,7 +300,7 @@ pub(super) async fn alert_config(store: &Store, cmd: AlertConfigCommand, out: Ou
             if out.json {
                 return print_json(&deleted(id));
             }
-            println!("deleted alert config {id}");
+            out!("deleted alert config {id}")?;
         }
     }
     Ok(())

@@ -29,34 +29,37 @@ pub(super) async fn spend(store: &Store, args: SpendArgs) -> anyhow::Result<()> 
     if args.output.json {
         return print_json(&json!({"data": rows, "from": filter.from, "to": filter.to, "budgets": budgets}));
     }
-    println!(
+    out!(
         "{:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
         heading(args.group_by),
         "REQUESTS",
         "INPUT",
         "OUTPUT",
         "COST_USD"
-    );
+    )?;
     let mut total = Decimal::ZERO;
     for r in &rows {
         total += r.cost_usd;
         let group = r.group.as_deref().unwrap_or("(none)");
-        println!(
+        out!(
             "{group:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
-            r.requests, r.input_tokens, r.output_tokens, r.cost_usd
-        );
+            r.requests,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost_usd
+        )?;
     }
-    println!(
+    out!(
         "{:<40}  {:>9}  {:>12}  {:>12}  {:>14}",
         "TOTAL",
         rows.iter().map(|r| r.requests).sum::<u64>(),
         "",
         "",
         total.normalize()
-    );
+    )?;
     if !budgets.is_empty() {
-        println!();
-        print_budget_use(&budgets);
+        out!("")?;
+        print_budget_use(&budgets)?;
     }
     Ok(())
 }
@@ -86,8 +89,7 @@ pub(super) fn pricing(config: &Config, provider: &str, model: &str, out: Output)
     if out.json {
         return print_json(&pricing_json(model, &resolved));
     }
-    print!("{}", pricing_report(model, &resolved));
-    Ok(())
+    Ok(out!("{}", pricing_report(model, &resolved).trim_end())?)
 }
 
 /// A resolved entry in the price file's own field names (decimal strings), with the name
@@ -247,11 +249,18 @@ fn pricing_report(model: &str, resolved: &Resolved<'_>) -> String {
 
 /// The budget table (`tollgate budget list`, and under a spend report): who is close to
 /// a limit, at a glance.
-pub(super) fn print_budget_use(budgets: &[BudgetStatus]) {
-    println!(
+pub(super) fn print_budget_use(budgets: &[BudgetStatus]) -> std::io::Result<()> {
+    out!(
         "{:<36}  {:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>6}",
-        "ID", "SCOPE", "SCOPE ID", "PERIOD", "KIND", "LIMIT_USD", "SPENT_USD", "USED"
-    );
+        "ID",
+        "SCOPE",
+        "SCOPE ID",
+        "PERIOD",
+        "KIND",
+        "LIMIT_USD",
+        "SPENT_USD",
+        "USED"
+    )?;
     for s in budgets {
         let b = &s.budget;
         let used = if b.limit_usd.is_zero() {
@@ -259,7 +268,7 @@ pub(super) fn print_budget_use(budgets: &[BudgetStatus]) {
         } else {
             (s.spent_usd * Decimal::ONE_HUNDRED / b.limit_usd).round_dp(1)
         };
-        println!(
+        out!(
             "{:<36}  {:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>5}%",
             b.id,
             b.scope.as_str(),
@@ -269,8 +278,9 @@ pub(super) fn print_budget_use(budgets: &[BudgetStatus]) {
             b.limit_usd,
             s.spent_usd,
             used
-        );
+        )?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -307,6 +307,21 @@ async fn exit_codes_for_configuration_and_an_unreachable_database() {
 
     let ok = write_config(dir.path(), "ok.toml", "");
     fails_with(&ok, &["pricing", "no-such-model"], 4).await;
+    // A reader that stops early (`| head -1`, `grep -q`) is no failure: tollgate must not
+    // panic on the closed pipe (println! would), or `set -o pipefail` scripts break.
+    for args in [&["pricing", "gpt-5.4"][..], &["pricing", "--json", "gpt-5.4"]] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .arg("--config")
+            .arg(&ok)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let help = tollgate(&ok, &["--help"]).await;
     assert_eq!(help.code, 0);
     for line in ["Exit codes:", "4  not found", "5  conflict", "6  database unavailable"] {
