@@ -134,7 +134,8 @@ pub enum AlertConfigCommand {
         /// 1..=1000
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         threshold: u32,
-        #[arg(long)]
+        /// http(s) URL that gets a JSON POST when the alert fires.
+        #[arg(long, value_parser = parse_webhook)]
         webhook: Option<String>,
     },
     /// List alert configs.
@@ -249,6 +250,19 @@ fn parse_period(s: &str) -> Result<Period, String> {
 fn parse_group_by(s: &str) -> Result<store::GroupBy, String> {
     store::GroupBy::parse(s)
         .ok_or_else(|| "expected organization, project, user, key, model, provider or day".into())
+}
+
+/// A webhook URL, held to what the admin API accepts: http or https with a host.
+fn parse_webhook(s: &str) -> Result<String, String> {
+    let ok = s
+        .parse::<http::Uri>()
+        .ok()
+        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("expected an http or https URL".into())
+    }
 }
 
 /// A budget limit: an exact USD amount greater than 0.

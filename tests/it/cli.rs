@@ -270,6 +270,7 @@ async fn exit_codes_name_what_went_wrong_on_both_databases() {
                 "hourly",
             ],
             vec!["alert-config", "create", "--budget", nobody, "--threshold", "0"],
+            vec!["alert-config", "create", "--budget", nobody, "--threshold", "80", "--webhook", "ftp://x"],
             vec!["spend", "--group-by", "color"],
             vec!["spend", "--from", "yesterday"],
             vec!["organization", "archive", "not-a-uuid"],
