@@ -393,8 +393,9 @@ fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Conf
     })
 }
 
-/// The journal's settings; its directory defaults to `tollgate.journal` beside the SQLite
-/// file, or in the working directory for PostgreSQL.
+/// The journal's settings; its directory defaults to the SQLite file's name with
+/// `.journal` (`tollgate.journal` beside `tollgate.db`), or `tollgate.journal` in the
+/// working directory for PostgreSQL.
 fn journal_settings(
     raw: RawLedger,
     database_url: &str,
@@ -402,8 +403,10 @@ fn journal_settings(
 ) -> Result<crate::journal::JournalSettings, ConfigError> {
     let dir = match raw.journal_dir {
         Some(d) => PathBuf::from(expand_env(&d, "ledger.journal_dir", env)?),
+        // Named after the database file (`tollgate.db` -> `tollgate.journal`), so two
+        // databases in one directory do not share (and lock each other out of) one.
         None => crate::store::sqlite_path(database_url)
-            .and_then(|db| db.parent().map(|p| p.join("tollgate.journal")))
+            .map(|db| db.with_extension("journal"))
             .unwrap_or_else(|| PathBuf::from("tollgate.journal")),
     };
     if raw.journal_max_bytes < 1 << 20 {

@@ -140,3 +140,22 @@ fn container_config_loads_and_requires_an_admin_token() {
     let err = Config::from_toml_with_env(&text, &env(&[])).unwrap_err().to_string();
     assert!(err.contains("TOLLGATE_ADMIN_TOKEN"), "{err}");
 }
+
+#[test]
+fn the_journal_sits_beside_its_database_named_after_it() {
+    let dir = |toml: &str| Config::from_toml_with_env(toml, &env(&[])).unwrap().journal.dir;
+    assert_eq!(dir(""), PathBuf::from("tollgate.journal"));
+    assert_eq!(
+        dir("[database]\nurl = \"sqlite:///var/lib/tg/main.db\"\n"),
+        PathBuf::from("/var/lib/tg/main.journal")
+    );
+    assert_eq!(
+        dir("[database]\nurl = \"sqlite://data/other.db?mode=rwc\"\n"),
+        PathBuf::from("data/other.journal")
+    );
+    assert_eq!(dir("[database]\nurl = \"postgres://u@h/db\"\n"), PathBuf::from("tollgate.journal"));
+    assert_eq!(dir("[ledger]\njournal_dir = \"/j\"\n"), PathBuf::from("/j"));
+    let c = Config::from_toml_with_env("[ledger]\nfsync_ms = 0\n", &env(&[])).unwrap();
+    assert!(c.journal.fsync.is_zero());
+    assert!(Config::from_toml_with_env("[ledger]\njournal_max_bytes = 1000\n", &env(&[])).is_err());
+}
