@@ -154,25 +154,33 @@ async fn a_killed_replicas_slice_comes_back_after_its_ttl() {
         settled(&db.url, &s.project_id).await.2 == 1
     })
     .await;
+    // Usually 2 requests' worth; 3 when the replica's start-up invalidation (its LISTEN
+    // subscribing) lands during the first admission and the slice is granted again.
     let held = live_leases(&db.url).await;
-    assert_eq!(held, dec(ACTUAL) * dec("2"), "the slice left after the first request");
+    let held_requests = held / dec(ACTUAL);
+    assert!(
+        held_requests.fract().is_zero() && (dec("2")..=dec("3")).contains(&held_requests),
+        "the slice left after the first request: {held}"
+    );
+    let held_requests = held_requests.to_string().parse::<usize>().unwrap();
     doomed.kill9().await;
 
-    // The dead replica's slice still counts: 10 - 1 spent - 2 held leaves room for 7.
+    // The dead replica's slice still counts: 10 - 1 spent - what it holds is the room.
+    let room = 9 - held_requests;
     let mut before_ttl = 0;
     while spend_one(&client, &survivor, &s.key).await == 200 {
         before_ttl += 1;
-        assert!(before_ttl <= 7, "spent a dead replica's live lease");
+        assert!(before_ttl <= room, "spent a dead replica's live lease");
     }
-    assert_eq!(before_ttl, 7);
+    assert_eq!(before_ttl, room);
     // After the TTL the slice is free again: the survivor spends the rest, exactly.
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let mut after_ttl = 0;
     while spend_one(&client, &survivor, &s.key).await == 200 {
         after_ttl += 1;
-        assert!(after_ttl <= 2, "past the limit after the TTL");
+        assert!(after_ttl <= held_requests, "past the limit after the TTL");
     }
-    assert_eq!(after_ttl, 2);
+    assert_eq!(after_ttl, held_requests);
     eventually(Duration::from_secs(5), "records written", || async {
         settled(&db.url, &s.project_id).await.2 == 10
     })
