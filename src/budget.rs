@@ -227,7 +227,10 @@ impl Budgets {
             // lease (which holds its in-flight reservations).
             (Some(pg), _) => Counter {
                 spent: self.settled_spend(key).await?,
-                reserved: pg.window_leases(key.scope_id, key.period, key.window_start).await?,
+                reserved: self.store.counted(
+                    "window_leases",
+                    pg.window_leases(key.scope_id, key.period, key.window_start).await,
+                )?,
                 lease: None,
             },
             (None, Some(c)) => lock(&c),

@@ -55,6 +55,8 @@ struct Shared {
     /// rather than lost, and written by the ingester like the others.
     memory: Mutex<Vec<CostRecord>>,
     memory_total: AtomicU64,
+    /// Records this process inserted into the store (replayed ones included).
+    written: AtomicU64,
     stored: watch::Sender<Stored>,
     /// A settled entry was appended (wakes an idle ingester).
     appended: Notify,
@@ -102,12 +104,13 @@ impl Ledger {
             .map(|m| m.len())
             .sum();
         let journal = Journal::open(settings, next, on_disk)?;
-        ingest::replay(&store, &journal, &before, &unsettled, moved.as_ref()).await;
+        let replayed = ingest::replay(&store, &journal, &before, &unsettled, moved.as_ref()).await;
         let (stored, _) = watch::channel(Stored { reading: next, ..Stored::default() });
         let shared = Arc::new(Shared {
             journal,
             memory: Mutex::new(Vec::new()),
             memory_total: AtomicU64::new(0),
+            written: AtomicU64::new(replayed),
             stored,
             appended: Notify::new(),
             hurry: Notify::new(),
@@ -153,6 +156,12 @@ impl Ledger {
         let stored = *self.shared.stored.borrow();
         (self.shared.journal.settled() - stored.journal.min(self.shared.journal.settled()))
             + (self.shared.memory_total.load(Ordering::Acquire).saturating_sub(stored.memory))
+    }
+
+    /// Records this process inserted into the store, those replayed at start included (a
+    /// record an earlier attempt had already written is not counted again).
+    pub fn records_written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
     }
 
     /// Bytes the journal holds on disk.

@@ -8,6 +8,8 @@ pub mod rollup;
 mod sqlite;
 mod windows;
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -36,6 +38,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database failed (or refused) the operation, as opposed to answering it
+    /// (a missing row, a conflict, invalid input): what `tollgate_store_errors_total` counts.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, StoreError::Database(_) | StoreError::Migrate(_))
+    }
+
     /// Whether the data itself was refused (a constraint it breaks, a value its column
     /// cannot hold): the same records would be refused again. Anything else (the database
     /// busy, locked, read-only, unreachable, failing over, out of space, or refusing
@@ -92,7 +100,21 @@ impl PoolSettings {
 /// Callers cannot see which; what only PostgreSQL does (LISTEN, leases) goes through
 /// [`Store::postgres`].
 #[derive(Debug, Clone)]
-pub struct Store(Backend);
+pub struct Store(Backend, Arc<Failures>);
+
+/// Failed operations by name since the store was opened (`tollgate_store_errors_total`).
+#[derive(Debug, Default)]
+struct Failures(Mutex<BTreeMap<&'static str, u64>>);
+
+impl Failures {
+    fn count(&self, op: &'static str) {
+        *crate::journal::lock(&self.0).entry(op).or_default() += 1;
+    }
+
+    fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        crate::journal::lock(&self.0).iter().map(|(op, n)| (*op, *n)).collect()
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -104,9 +126,10 @@ enum Backend {
 /// its schema up to date.
 pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
     let store = if url.starts_with("sqlite:") {
-        Store(Backend::Sqlite(SqliteStore::connect(url, pool.max_connections).await?))
+        Store(Backend::Sqlite(SqliteStore::connect(url, pool.max_connections).await?), Arc::default())
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Store(Backend::Postgres(PgStore::connect(url, pool.max_connections, pool.acquire_timeout).await?))
+        let pg = PgStore::connect(url, pool.max_connections, pool.acquire_timeout).await?;
+        Store(Backend::Postgres(pg), Arc::default())
     } else {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
@@ -137,6 +160,22 @@ impl Store {
             Backend::Sqlite(_) => None,
         }
     }
+
+    /// Passes `result` on, counting it under `op` when the database failed it; for the
+    /// operations called on a backend directly (leases).
+    pub fn counted<T>(&self, op: &'static str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result {
+            if e.is_failure() {
+                self.1.count(op);
+            }
+        }
+        result
+    }
+
+    /// How many times each operation failed since the store was opened.
+    pub fn failures(&self) -> Vec<(&'static str, u64)> {
+        self.1.snapshot()
+    }
 }
 
 impl Store {
@@ -146,9 +185,10 @@ impl Store {
         let mut groups = std::collections::BTreeMap::new();
         for (part, source) in rollup::split(filter) {
             let rows = match &self.0 {
-                Backend::Sqlite(s) => s.spend_from(&part, group_by, source).await?,
-                Backend::Postgres(s) => s.spend_from(&part, group_by, source).await?,
+                Backend::Sqlite(s) => s.spend_from(&part, group_by, source).await,
+                Backend::Postgres(s) => s.spend_from(&part, group_by, source).await,
             };
+            let rows = self.counted("spend", rows)?;
             rollup::merge(&mut groups, rows);
         }
         Ok(groups
@@ -161,17 +201,19 @@ impl Store {
     }
 }
 
-/// Forwards each listed operation to whichever backend the store holds.
+/// Forwards each listed operation to whichever backend the store holds, counting its
+/// failures under its name.
 macro_rules! delegate {
     ($( $(#[$meta:meta])* fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $ret:ty; )*) => {
         impl Store {
             $(
                 $(#[$meta])*
                 pub async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, StoreError> {
-                    match &self.0 {
+                    let result = match &self.0 {
                         Backend::Sqlite(s) => s.$name($($arg),*).await,
                         Backend::Postgres(s) => s.$name($($arg),*).await,
-                    }
+                    };
+                    self.counted(stringify!($name), result)
                 }
             )*
         }

@@ -36,6 +36,8 @@ impl Default for LeaseSettings {
 /// This replica's slice of one spend window.
 #[derive(Debug, Clone, Copy)]
 pub struct Lease {
+    /// The scope of the budgets on its window (for `tollgate_budget_leases`).
+    pub scope: Scope,
     /// What the lease row holds, as far as this replica knows (it alone changes it).
     pub amount: Decimal,
     /// Settled here and not yet written by the ledger: still part of `amount`.
@@ -114,9 +116,13 @@ impl Budgets {
         let window =
             LeaseWindow { scope, scope_id: key.scope_id, period: key.period, window_start: key.window_start };
         let sent = Instant::now();
-        let grant = pg.take_lease(window, limit, need, sizing, settings.max_requests, settings.ttl).await?;
+        let grant = self.store.counted(
+            "take_lease",
+            pg.take_lease(window, limit, need, sizing, settings.max_requests, settings.ttl).await,
+        )?;
         let mut c = super::guard(&counter);
         let mut lease = c.lease.unwrap_or(Lease {
+            scope,
             amount: Decimal::ZERO,
             consumed: Decimal::ZERO,
             spent_seen: Decimal::ZERO,
@@ -191,7 +197,7 @@ impl Budgets {
         let Some((pg, settings)) = self.pg() else { return Ok(()) };
         let sent = Instant::now();
         let renewed: std::collections::HashSet<_> =
-            pg.renew_leases(settings.ttl).await?.into_iter().collect();
+            self.store.counted("renew_leases", pg.renew_leases(settings.ttl).await)?.into_iter().collect();
         for entry in self.counters.iter() {
             let key = entry.key();
             let mut c = super::guard(entry.value());
@@ -244,12 +250,28 @@ impl Budgets {
             };
             // On failure the copy stays below the row (the return may have committed before
             // the answer was lost): the safe side; the row goes with the next idle return.
-            if let Err(e) =
-                pg.return_lease(key.scope_id, key.period, key.window_start, unused, everything).await
-            {
+            let returned =
+                pg.return_lease(key.scope_id, key.period, key.window_start, unused, everything).await;
+            if let Err(e) = self.store.counted("return_lease", returned) {
                 tracing::warn!(error = %e, "returning an idle budget lease failed");
             }
         }
+    }
+
+    /// How many live leases (held, and within their validity) this replica has, by the
+    /// scope of their window.
+    pub fn live_leases(&self) -> [(Scope, usize); 3] {
+        let now = Instant::now();
+        let mut live = [(Scope::Organization, 0), (Scope::Project, 0), (Scope::User, 0)];
+        for entry in self.counters.iter() {
+            let Some(lease) = super::lock(entry.value()).lease else { continue };
+            if now < lease.valid_until {
+                if let Some((_, n)) = live.iter_mut().find(|(scope, _)| *scope == lease.scope) {
+                    *n += 1;
+                }
+            }
+        }
+        live
     }
 
     /// Drops every lease of this replica (at shutdown, after the ledger's last write).
@@ -258,7 +280,7 @@ impl Budgets {
         for entry in self.counters.iter() {
             super::guard(entry.value()).lease = None;
         }
-        if let Err(e) = pg.drop_leases().await {
+        if let Err(e) = self.store.counted("drop_leases", pg.drop_leases().await) {
             tracing::warn!(error = %e, "dropping budget leases at shutdown failed; they lapse at their TTL");
         }
     }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Batch, Moved, Shared, Stored, Unsettled};
 use crate::journal::reader::{Progress, SegmentReader};
 use crate::journal::{Entry, Journal};
-use crate::store::{CostRecord, Store, WindowMove};
+use crate::store::{CostRecord, Store, WindowMove, Written};
 
 /// Records written per transaction at most.
 pub const MAX_BATCH: usize = 2048;
@@ -29,17 +29,18 @@ const REFUSED_FILE: &str = "refused.jsonl";
 /// Writes what a previous process left in the journal's older `segments`, then deletes
 /// them: settled records once, admitted-but-never-settled requests as `unsettled` makes
 /// them. Windows moved go to `moved` (alerts); nothing is reported settled, as this
-/// process holds none of that spend.
+/// process holds none of that spend. Returns how many records were new in the store.
 pub async fn replay(
     store: &Store,
     journal: &Journal,
     segments: &[u64],
     unsettled: &Unsettled,
     moved: Option<&Moved>,
-) {
+) -> u64 {
     if segments.is_empty() {
-        return;
+        return 0;
     }
+    let mut inserted = 0;
     let mut open: HashMap<Uuid, crate::journal::Admitted> = HashMap::new();
     let mut batch = Vec::new();
     let mut entries = Vec::new();
@@ -74,7 +75,9 @@ pub async fn replay(
             }
             if batch.len() >= MAX_BATCH {
                 settled += batch.len() as u64;
-                report(moved, write_with_retry(store, journal, &batch).await, Vec::new());
+                let written = write_with_retry(store, journal, &batch).await;
+                inserted += written.inserted;
+                report(moved, written.windows, Vec::new());
                 batch.clear();
             }
             if let Progress::End { .. } = progress {
@@ -86,7 +89,9 @@ pub async fn replay(
     batch.extend(open.values().map(unsettled));
     settled += batch.len() as u64;
     for chunk in batch.chunks(MAX_BATCH) {
-        report(moved, write_with_retry(store, journal, chunk).await, Vec::new());
+        let written = write_with_retry(store, journal, chunk).await;
+        inserted += written.inserted;
+        report(moved, written.windows, Vec::new());
     }
     for &index in segments {
         if let Err(e) = journal.release(index) {
@@ -99,6 +104,7 @@ pub async fn replay(
         segments = segments.len(),
         "journal replayed into the store"
     );
+    inserted
 }
 
 /// What the ingester knows of the segments it has read.
@@ -248,11 +254,12 @@ pub(super) async fn run(shared: Arc<Shared>, store: Store, first: u64, moved: Op
         origins.extend(from_memory.iter().map(|_| None));
         batch.extend(from_memory);
         if !batch.is_empty() {
-            let windows = write_with_retry(&store, journal, &batch).await;
+            let written = write_with_retry(&store, journal, &batch).await;
+            shared.written.fetch_add(written.inserted, std::sync::atomic::Ordering::Relaxed);
             for (segment, record) in origins.iter().zip(&batch) {
                 segments.stored(*segment, &record.request_id);
             }
-            report(moved.as_ref(), windows, crate::store::window_costs(&batch));
+            report(moved.as_ref(), written.windows, crate::store::window_costs(&batch));
             batch.clear();
             origins.clear();
         }
@@ -272,31 +279,32 @@ fn report(moved: Option<&Moved>, windows: Vec<WindowMove>, settled: Vec<super::S
 
 /// Writes a batch, retrying transient failures; a record the database refuses for good
 /// (a constraint it breaks, data it cannot take) is isolated so it cannot block the
-/// others, and kept in the journal directory's refused file. Returns the spend windows
-/// the written records moved.
-async fn write_with_retry(store: &Store, journal: &Journal, batch: &[CostRecord]) -> Vec<WindowMove> {
+/// others, and kept in the journal directory's refused file. Returns how many records
+/// were new and the spend windows they moved.
+async fn write_with_retry(store: &Store, journal: &Journal, batch: &[CostRecord]) -> Written {
     let mut backoff = Duration::from_millis(50);
     loop {
         match store.insert_cost_records(batch).await {
-            Ok(written) => return written.windows,
+            Ok(written) => return written,
             Err(e) if !e.refuses_data() => {
                 tracing::error!(error = %e, records = batch.len(), "writing cost records failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(_) if batch.len() > 1 => {
-                let mut windows = Vec::new();
+                let mut all = Written::default();
                 for record in batch {
-                    windows.extend(
-                        Box::pin(write_with_retry(store, journal, std::slice::from_ref(record))).await,
-                    );
+                    let one = Box::pin(write_with_retry(store, journal, std::slice::from_ref(record))).await;
+                    all.inserted += one.inserted;
+                    all.windows.extend(one.windows);
                 }
-                return windows;
+                return all;
             }
             Err(e) => {
-                let Some(record) = batch.first() else { return Vec::new() };
+                let nothing = Written::default();
+                let Some(record) = batch.first() else { return nothing };
                 keep_refused(journal, record, &e.to_string());
-                return Vec::new();
+                return nothing;
             }
         }
     }
