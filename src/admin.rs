@@ -31,6 +31,7 @@ pub struct AdminState {
     pub budgets: Arc<crate::budget::Budgets>,
     pub alerts: Arc<crate::alerts::Alerts>,
     pub token: Option<String>,
+    pub metrics: crate::metrics::Endpoint,
 }
 
 impl AdminState {
@@ -169,6 +170,7 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Respons
     let method = request.method().clone();
     match path.as_str() {
         "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        "/metrics" => return state.metrics.respond(&method, authorized(state, &request)),
         "/readyz" => {
             return Ok(match state.store.ping().await {
                 Ok(()) => json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})),

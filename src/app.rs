@@ -17,10 +17,14 @@ use crate::config::{Config, LogFormat};
 use crate::identity::Identities;
 use crate::invalidation::{self, Caches};
 use crate::ledger::Ledger;
+use crate::metrics::{Endpoint, Metrics, Sources};
 use crate::proxy::metering::Metering;
 use crate::proxy::{self, forward, ProxyState};
 use crate::server;
 use crate::store::{self, Store};
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for the ledger to write what is journaled; what is left is
 /// written at the next start.
@@ -103,7 +107,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let (ledger, ledger_task) = Ledger::open(store.clone(), &config.journal, unsettled, Some(written))
         .await
         .with_context(|| format!("opening the cost journal in {}", config.journal.dir.display()))?;
-    let metering = Arc::new(Metering::new(ledger.clone()));
+    let providers = config.providers.iter().map(|p| p.name.as_str());
+    let metrics =
+        Arc::new(Metrics::new(Arc::clone(&config.prices), providers).context("setting up the metrics")?);
+    let metering = Arc::new(Metering::new(ledger.clone(), Arc::clone(&metrics)));
     let webhook_client = forward::build_client(&config).context("building the webhook client")?;
     let (alerts, moved, alerts_task) = Alerts::start(store.clone(), webhook_client, config.alert_delivery);
     alerts.resume_pending().await;
@@ -142,13 +149,20 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         client,
         metering,
         budgets: Arc::clone(&budgets),
+        metrics: Arc::clone(&metrics),
     });
+    let scrape = Endpoint {
+        metrics: Arc::clone(&metrics),
+        sources: Sources { ledger: ledger.clone(), budgets: Arc::clone(&budgets), store: store.clone() },
+        open: admin_addr.ip().is_loopback(),
+    };
     let admin_state = Arc::new(AdminState {
         store: store.clone(),
         identities: Arc::clone(&identities),
         budgets: Arc::clone(&budgets),
         alerts: Arc::clone(&alerts),
         token: config.admin_token.clone(),
+        metrics: scrape,
     });
     let grace = config.shutdown_grace;
     let proxy_task = tokio::spawn(server::serve(
@@ -174,6 +188,19 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         let stop = signal(watch_rx.clone());
         async move { budgets.keep_leases(stop).await }
     });
+    let upkeep = tokio::spawn({
+        let stop = signal(watch_rx.clone());
+        async move {
+            tokio::pin!(stop);
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => metrics.upkeep(),
+                    () = &mut stop => return,
+                }
+            }
+        }
+    });
     let caches = Caches { identities, budgets: Arc::clone(&budgets), alerts: Arc::clone(&alerts) };
     let follow_task =
         tokio::spawn(invalidation::run(store.clone(), config.database_url.clone(), caches, signal(watch_rx)));
@@ -188,7 +215,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         store,
         ledger,
         shutdown,
-        tasks: vec![proxy_task, admin_task, follow_task, keep_leases],
+        tasks: vec![proxy_task, admin_task, follow_task, keep_leases, upkeep],
         budgets,
         alerts,
         _follow_ledger: follow_ledger,

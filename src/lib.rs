@@ -17,7 +17,8 @@
 //! - [`store`] is the storage seam: SQLite (embedded default) or PostgreSQL (several
 //!   replicas), one migration set each under migrations/; [`invalidation`] carries admin
 //!   writes made elsewhere (NOTIFY/LISTEN, or polling on SQLite) into the caches.
-//! - [`admin`] is the admin API; [`cli`] the same operations from the command line.
+//! - [`admin`] is the admin API; [`cli`] the same operations from the command line;
+//!   [`metrics`] what the admin listener's `/metrics` shows (Prometheus).
 //! - [`config`] turns the TOML file into a validated [`config::Config`]; [`app`] wires
 //!   everything together and runs until a signal.
 
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod invalidation;
 pub mod journal;
 pub mod ledger;
+pub mod metrics;
 pub mod pricing;
 pub mod proxy;
 pub mod server;

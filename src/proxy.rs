@@ -10,7 +10,7 @@ pub mod metering;
 pub mod route;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response};
@@ -24,6 +24,7 @@ use crate::budget::{Admission, Budgets};
 use crate::config::{AuthMode, Config, Provider, ProviderKind, UnknownModel, Unmetered};
 use crate::error::ProxyError;
 use crate::identity::{AuthError, Identities};
+use crate::metrics::Metrics;
 use crate::store::Identity;
 use crate::usage::observer::ObservedBody;
 use crate::usage::{Api, Kind, Meter};
@@ -44,6 +45,21 @@ pub struct ProxyState {
     pub client: UpstreamClient,
     pub metering: Arc<Metering>,
     pub budgets: Arc<Budgets>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What [`handle`] learns of a request as the pipeline goes: the shape its errors take,
+/// and what its metrics need.
+struct Seen<'s> {
+    /// The provider kind errors are rendered for (the default provider's until routed).
+    kind: ProviderKind,
+    provider: Option<&'s str>,
+    /// The model the request named, once its body is read.
+    model: Option<String>,
+    /// A cost record stands for the request: the metrics count it when it settles.
+    recorded: bool,
+    /// Time spent waiting for others: the client's body upload, the upstream's answer.
+    waited: Duration,
 }
 
 /// Handles one client request end to end; never fails, errors become responses.
@@ -64,8 +80,9 @@ pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Respo
             .provider(&state.config.default_provider)
             .map(|p| p.kind)
             .unwrap_or(ProviderKind::OpenAi);
-        let mut kind = default_kind;
-        let result = pipeline(&state, request, request_id, &mut kind).await;
+        let mut seen =
+            Seen { kind: default_kind, provider: None, model: None, recorded: false, waited: Duration::ZERO };
+        let result = pipeline(&state, request, request_id, &mut seen).await;
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -74,15 +91,21 @@ pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Respo
                 } else {
                     tracing::info!(error = %e, "request refused");
                 }
-                e.into_response(kind, &request_id.to_string())
+                e.into_response(seen.kind, &request_id.to_string())
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
             response.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
+        let status = response.status().as_u16();
+        if !seen.recorded {
+            state.metrics.request(seen.provider, seen.model.as_deref(), status);
+        }
+        let elapsed = started.elapsed();
+        state.metrics.overhead(elapsed.saturating_sub(seen.waited));
         let span = tracing::Span::current();
-        span.record("status", response.status().as_u16());
-        span.record("latency_ms", started.elapsed().as_millis() as u64);
+        span.record("status", status);
+        span.record("latency_ms", elapsed.as_millis() as u64);
         tracing::info!("response head sent");
         response
     }
@@ -90,11 +113,11 @@ pub async fn handle(state: Arc<ProxyState>, request: Request<Incoming>) -> Respo
     .await
 }
 
-async fn pipeline(
-    state: &ProxyState,
+async fn pipeline<'s>(
+    state: &'s ProxyState,
     request: Request<Incoming>,
     request_id: Uuid,
-    kind: &mut ProviderKind,
+    seen: &mut Seen<'s>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let started = Instant::now();
     let created_at = state.budgets.now();
@@ -103,7 +126,8 @@ async fn pipeline(
     let path = parts.uri.path().to_owned();
     let route = route::resolve(config, &path)?;
     let provider = route.provider;
-    *kind = provider.kind;
+    seen.kind = provider.kind;
+    seen.provider = Some(&provider.name);
     tracing::Span::current().record("provider", provider.name.as_str());
     let mut query = parts.uri.query().map(str::to_owned);
     // The `?key=` is tollgate's to consume unless a sidecar passes the client's own key on.
@@ -137,18 +161,22 @@ async fn pipeline(
             config.client_limits.body_timeout,
         )
         .boxed();
-        return forward(state, Request::from_parts(parts, body)).await;
+        return forward(state, Request::from_parts(parts, body), seen).await;
     };
 
     // A client that stalls mid-body must not hold a connection and a task forever.
+    let reading = Instant::now();
     let bytes =
         tokio::time::timeout(config.client_limits.body_timeout, read_body(body, config.max_request_bytes))
-            .await
-            .map_err(|_| ProxyError::BodyTimeout(config.client_limits.body_timeout.as_millis()))??;
+            .await;
+    seen.waited += reading.elapsed();
+    let bytes =
+        bytes.map_err(|_| ProxyError::BodyTimeout(config.client_limits.body_timeout.as_millis()))??;
     let mut facts = metering::request_facts(api, &decoded_path, &bytes);
     if facts.model.is_none() {
         facts.model = provider.default_model.clone();
     }
+    seen.model.clone_from(&facts.model);
     check_priced(config, provider, &facts)?;
     let inject = config.inject_stream_usage
         && provider.kind == ProviderKind::OpenAi
@@ -200,15 +228,9 @@ async fn pipeline(
     }
     .journaled()
     .map_err(unrecordable)?;
+    seen.recorded = true;
     let request = Request::from_parts(parts, full(bytes));
-    let response = match forward::send(
-        &state.client,
-        request,
-        config.first_byte_timeout,
-        config.max_request_bytes,
-    )
-    .await
-    {
+    let response = match send(state, request, seen).await {
         Ok(response) => response,
         Err(failed) => {
             let status = failed.error.status().as_u16();
@@ -238,7 +260,10 @@ async fn admit(
 ) -> Result<Admission, ProxyError> {
     match state.budgets.admit(identity, estimate, at).await {
         Ok(admission) => Ok(admission),
-        Err(AdmitError::Refused(refusal)) => Err(ProxyError::BudgetExceeded(refusal.to_string())),
+        Err(AdmitError::Refused(refusal)) => {
+            state.metrics.budget_rejected(refusal.budget.scope);
+            Err(ProxyError::BudgetExceeded(refusal.to_string()))
+        }
         Err(AdmitError::Store(e)) => {
             tracing::error!(error = %e, "budget lookup failed");
             Err(ProxyError::StoreUnavailable)
@@ -401,12 +426,30 @@ fn prepare_headers(
     Ok(())
 }
 
-/// Sends an unmetered request upstream; the answer streams back untouched.
-async fn forward(state: &ProxyState, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, ProxyError> {
+/// Sends a request upstream and waits for the response head, timed for the metrics.
+async fn send(
+    state: &ProxyState,
+    request: Request<ProxyBody>,
+    seen: &mut Seen<'_>,
+) -> Result<Response<Incoming>, forward::Unanswered> {
     let config = &state.config;
-    let response = forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes)
-        .await
-        .map_err(|failed| failed.error)?;
+    let sent = Instant::now();
+    let result =
+        forward::send(&state.client, request, config.first_byte_timeout, config.max_request_bytes).await;
+    let took = sent.elapsed();
+    seen.waited += took;
+    state.metrics.upstream(took);
+    result
+}
+
+/// Sends an unmetered request upstream; the answer streams back untouched.
+async fn forward(
+    state: &ProxyState,
+    request: Request<ProxyBody>,
+    seen: &mut Seen<'_>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let config = &state.config;
+    let response = send(state, request, seen).await.map_err(|failed| failed.error)?;
     let (parts, incoming) = response_head(response);
     let body = IdleTimeoutBody::new(incoming, config.idle_timeout).boxed();
     Ok(Response::from_parts(parts, body))

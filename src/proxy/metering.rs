@@ -16,6 +16,7 @@ use crate::budget::Admission;
 use crate::config::{Provider, ProviderKind};
 use crate::journal::{Admitted, JournalError};
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::pricing::{Ask, PriceList};
 use crate::store::{CostRecord, Identity, UsageSource};
 use crate::usage::observer::{End, Observation};
@@ -213,16 +214,18 @@ const MAX_WARNED_MODELS: usize = 1000;
 /// Characters of a client-chosen model name that reach the log.
 const MAX_LOGGED_MODEL_CHARS: usize = 100;
 
-/// Shared metering state: the ledger and the once-per-model warning set.
+/// Shared metering state: the ledger, the metrics every record is counted in, and the
+/// once-per-model warning set.
 pub struct Metering {
     pub ledger: Ledger,
+    pub metrics: Arc<Metrics>,
     warned_unpriced: DashSet<String>,
 }
 
 impl Metering {
-    /// Metering that writes through `ledger`.
-    pub fn new(ledger: Ledger) -> Metering {
-        Metering { ledger, warned_unpriced: DashSet::new() }
+    /// Metering that writes through `ledger` and counts in `metrics`.
+    pub fn new(ledger: Ledger, metrics: Arc<Metrics>) -> Metering {
+        Metering { ledger, metrics, warned_unpriced: DashSet::new() }
     }
 
     fn warn_unpriced(&self, provider: &str, model: &str) {
@@ -329,6 +332,8 @@ impl Pending {
         if let Some(admission) = self.admission.take() {
             admission.settle(record.cost_usd);
         }
+        // Counted before the ledger has it: whoever sees the record stored sees it counted.
+        self.metering.metrics.settled(&record);
         self.metering.ledger.record(record);
     }
 

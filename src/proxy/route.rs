@@ -8,14 +8,14 @@ use crate::error::ProxyError;
 
 /// Where one request goes.
 #[derive(Debug)]
-pub struct Route<'a> {
-    pub provider: &'a Provider,
+pub struct Route<'c, 'p> {
+    pub provider: &'c Provider,
     /// The path relative to the provider, e.g. `/v1/chat/completions`.
-    pub path: &'a str,
+    pub path: &'p str,
 }
 
 /// Picks the provider for a request path; rejects paths that could escape the base path.
-pub fn resolve<'a>(config: &'a Config, path: &'a str) -> Result<Route<'a>, ProxyError> {
+pub fn resolve<'c, 'p>(config: &'c Config, path: &'p str) -> Result<Route<'c, 'p>, ProxyError> {
     if !path.starts_with('/') {
         return Err(ProxyError::BadRequest("request target must be an absolute path".into()));
     }

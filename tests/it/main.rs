@@ -13,6 +13,7 @@ mod factory;
 mod journal;
 mod ledger;
 mod metering;
+mod metrics;
 mod postgres;
 mod proxy;
 mod replicas;

@@ -267,7 +267,18 @@ auth_header = "api-key"
 }
 
 async fn start_app(mock: Mock, server_extra: &str, providers: &str) -> TestApp {
-    start_app_with_clock(mock, server_extra, providers, Arc::new(tollgate::budget::SystemClock)).await
+    let clock = Arc::new(tollgate::budget::SystemClock);
+    start_app_with_clock(mock, server_extra, providers, clock, "127.0.0.1:0").await
+}
+
+/// The standard providers, the admin API listening on `admin_listen` (with the token).
+pub async fn spawn_app_with_admin_listen(mock: Mock, admin_listen: &str) -> TestApp {
+    let providers = format!(
+        "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"{OPENAI_KEY}\"\n",
+        mock.url()
+    );
+    let clock = Arc::new(tollgate::budget::SystemClock);
+    start_app_with_clock(mock, "", &providers, clock, admin_listen).await
 }
 
 /// The standard providers and a given clock (budget windows).
@@ -277,7 +288,7 @@ pub async fn spawn_app_with_clock(mock: Mock, clock: Arc<dyn tollgate::budget::C
         "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"{url}\"\napi_key = \"{OPENAI_KEY}\"\n\
          [[providers]]\nname = \"anthropic\"\nkind = \"anthropic\"\nbase_url = \"{url}\"\napi_key = \"{ANTHROPIC_KEY}\"\n"
     );
-    start_app_with_clock(mock, "", &providers, clock).await
+    start_app_with_clock(mock, "", &providers, clock, "127.0.0.1:0").await
 }
 
 async fn start_app_with_clock(
@@ -285,6 +296,7 @@ async fn start_app_with_clock(
     server_extra: &str,
     providers: &str,
     clock: Arc<dyn tollgate::budget::Clock>,
+    admin_listen: &str,
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tollgate.db");
@@ -296,7 +308,7 @@ connect_timeout_ms = 2000
 first_byte_timeout_ms = 3000
 {server_extra}
 [admin]
-listen = "127.0.0.1:0"
+listen = "{admin_listen}"
 token = "{ADMIN_TOKEN}"
 [database]
 url = "sqlite://{db}"
