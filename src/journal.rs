@@ -10,6 +10,8 @@
 
 pub mod frame;
 pub mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
