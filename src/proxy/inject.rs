@@ -193,6 +193,9 @@ where
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::FutureExt;

@@ -435,6 +435,9 @@ pub fn unsettled_record(admitted: &Admitted, prices: &PriceList) -> CostRecord {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
