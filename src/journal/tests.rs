@@ -183,3 +183,38 @@ proptest! {
         prop_assert!(read_to_end, "{:?}", end);
     }
 }
+
+#[test]
+fn an_oversized_entry_is_refused_and_the_entries_after_it_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = super::JournalSettings {
+        dir: dir.path().to_path_buf(),
+        max_bytes: 1 << 30,
+        fsync: std::time::Duration::ZERO,
+    };
+    let journal = super::Journal::open(&settings, 0, 0).unwrap();
+    let entry = |model: String| {
+        Entry::Admitted(Admitted {
+            request_id: Uuid::from_u128(model.len() as u128),
+            created_at: DateTime::UNIX_EPOCH,
+            organization_id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            api_key_id: None,
+            provider: "openai".into(),
+            endpoint: "/v1/chat/completions".into(),
+            model: Some(model),
+            request_bytes: 0,
+            streamed: false,
+        })
+    };
+    journal.append(&entry("before".into())).unwrap();
+    let oversized = journal.append(&entry("m".repeat(super::frame::MAX_PAYLOAD)));
+    assert!(matches!(oversized, Err(super::JournalError::Encode(super::frame::EncodeError::TooLarge(_)))));
+    journal.append(&entry("after".into())).unwrap();
+    journal.close().unwrap();
+    let bytes = std::fs::read(segment_path(dir.path(), 0)).unwrap();
+    let (got, end, _) = read(&bytes, None, 10);
+    assert_eq!(got, vec![entry("before".into()), entry("after".into())]);
+    assert_eq!(end, Progress::End { bytes: bytes.len() as u64, lost: 0 });
+}
