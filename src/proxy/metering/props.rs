@@ -209,7 +209,7 @@ impl Asked {
             self.max_tool_calls.map_or(sum, |cap| sum.min(cap))
         };
         RequestFacts {
-            model: self.model.clone(),
+            model: self.model.clone().filter(|m| m.len() <= MAX_MODEL_BYTES),
             stream: self.stream.unwrap_or(false),
             include_usage: self.include_usage.unwrap_or(false),
             max_output_tokens: self.caps.iter().flatten().next().copied(),
