@@ -85,26 +85,64 @@ fn is_usage_only(event: &[u8]) -> bool {
     }
 }
 
-/// Length of the first complete event in `buf` (through its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(found) = memchr::memchr2(b'\n', b'\r', &buf[i..]) {
-        i += found;
-        let line_end = match buf[i] {
-            b'\r' if buf.get(i + 1) == Some(&b'\n') => i + 2,
-            // A CR at the very end may be half of a CRLF: wait for more bytes.
-            b'\r' if i + 1 == buf.len() => return None,
-            _ => i + 1,
-        };
-        // A line end directly followed by another line end ends the event.
-        match buf.get(line_end) {
-            Some(b'\n') => return Some(line_end + 1),
-            Some(b'\r') if buf.get(line_end + 1) == Some(&b'\n') => return Some(line_end + 2),
-            Some(b'\r') if line_end + 1 < buf.len() => return Some(line_end + 1),
-            _ => i = line_end,
+/// Finds where events end as the bytes go by, each byte looked at once however the
+/// stream is framed: an event ends at a line end (CRLF, LF or CR) right after another.
+/// A CR is only known to be a line end of its own once the next byte is not an LF.
+#[derive(Debug, Default, Clone, Copy)]
+struct Boundary {
+    /// The event's bytes so far end with a whole line end.
+    after_line_end: bool,
+    /// The last byte was a CR that an LF may still join (`after_line_end` is as before it).
+    cr: bool,
+}
+
+impl Boundary {
+    /// Reads on through `bytes`, the continuation of the current event; returns how many of
+    /// them complete it (the state then starts over), or `None` when it goes on past them.
+    fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if !self.cr && !self.after_line_end {
+                // Inside a line only a CR or an LF can change anything.
+                i += memchr::memchr2(b'\n', b'\r', &bytes[i..])?;
+            }
+            let byte = bytes[i];
+            if std::mem::take(&mut self.cr) {
+                if byte == b'\n' {
+                    if self.line_end() {
+                        return Some(i + 1);
+                    }
+                    i += 1;
+                    continue;
+                }
+                // A lone CR ended a line just before this byte.
+                if self.line_end() {
+                    return Some(i);
+                }
+            }
+            match byte {
+                b'\r' => self.cr = true,
+                b'\n' => {
+                    if self.line_end() {
+                        return Some(i + 1);
+                    }
+                }
+                _ => self.after_line_end = false,
+            }
+            i += 1;
         }
+        None
     }
-    None
+
+    /// Notes a line end; whether it ends the event (a blank line), starting over if so.
+    fn line_end(&mut self) -> bool {
+        if self.after_line_end {
+            *self = Boundary::default();
+            return true;
+        }
+        self.after_line_end = true;
+        false
+    }
 }
 
 pin_project! {
@@ -112,7 +150,9 @@ pin_project! {
     pub struct InjectedUsageFilter<B> {
         #[pin]
         inner: B,
+        // The bytes of an event begun in an earlier frame.
         pending: BytesMut,
+        boundary: Boundary,
         ready: VecDeque<Bytes>,
         done: bool,
     }
@@ -121,7 +161,13 @@ pin_project! {
 impl<B> InjectedUsageFilter<B> {
     /// Wraps a response body of a request tollgate added `include_usage` to.
     pub fn new(inner: B) -> Self {
-        InjectedUsageFilter { inner, pending: BytesMut::new(), ready: VecDeque::new(), done: false }
+        InjectedUsageFilter {
+            inner,
+            pending: BytesMut::new(),
+            boundary: Boundary::default(),
+            ready: VecDeque::new(),
+            done: false,
+        }
     }
 }
 
@@ -152,19 +198,19 @@ where
                         Ok(data) => data,
                         Err(other) => return Poll::Ready(Some(Ok(other))),
                     };
-                    // Events are rewritten straight from the frame unless a partial event
-                    // from the previous frame has to be joined first: one copy per byte.
-                    let joined;
-                    let mut rest: &[u8] = if this.pending.is_empty() {
-                        &frame
-                    } else {
-                        this.pending.extend_from_slice(&frame);
-                        joined = this.pending.split();
-                        &joined
-                    };
+                    // Events are rewritten straight from the frame unless one begun in an
+                    // earlier frame has to be finished first; only the new bytes are
+                    // scanned, so an event spread over many frames costs no more.
+                    let mut rest: &[u8] = &frame;
                     let mut out = Vec::with_capacity(rest.len());
-                    while let Some(end) = event_end(rest) {
-                        rewrite_event(&rest[..end], &mut out);
+                    while let Some(end) = this.boundary.scan(rest) {
+                        if this.pending.is_empty() {
+                            rewrite_event(&rest[..end], &mut out);
+                        } else {
+                            this.pending.extend_from_slice(&rest[..end]);
+                            rewrite_event(&this.pending[..], &mut out);
+                            this.pending.clear();
+                        }
                         rest = &rest[end..];
                     }
                     this.pending.extend_from_slice(rest);
@@ -218,6 +264,10 @@ mod tests {
         assert!(add_include_usage(b"nope").is_none());
     }
 
+    fn event_end(buf: &[u8]) -> Option<usize> {
+        Boundary::default().scan(buf)
+    }
+
     #[test]
     fn events_are_found_across_line_end_styles() {
         assert_eq!(event_end(b"data: a\n\nrest"), Some(9));
@@ -226,6 +276,14 @@ mod tests {
         assert_eq!(event_end(b"data: a\r\n"), None);
         assert_eq!(event_end(b"data: a\r"), None);
         assert_eq!(event_end(b"data: a\n\r"), None);
+        // Where a frame ends changes nothing: a CR waits for the byte after it.
+        let mut b = Boundary::default();
+        assert_eq!(
+            (b.scan(b"data: a\r"), b.scan(b""), b.scan(b"\n"), b.scan(b"\r\nnext")),
+            (None, None, None, Some(2))
+        );
+        let mut b = Boundary::default();
+        assert_eq!((b.scan(b"data: a\r"), b.scan(b"\r"), b.scan(b"x")), (None, None, Some(0)));
     }
 
     #[test]
@@ -253,6 +311,21 @@ mod tests {
         let body = InjectedUsageFilter::new(StreamBody::new(futures_util::stream::iter(frames)));
         let collected = body.collect().now_or_never().expect("ready").expect("no error");
         collected.to_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_large_event_in_many_frames_is_scanned_once() {
+        // Rescanning and recopying the partial event on every frame was quadratic: this
+        // took tens of seconds. Each byte is now looked at and copied once.
+        let content = "x".repeat(8 << 20);
+        let event = format!(r#"data: {{"choices":[{{"delta":{{"content":"{content}"}}}}],"usage":null}}"#);
+        let body = format!("{event}\n\ndata: [DONE]\n\n");
+        let frames: Vec<Vec<u8>> = body.as_bytes().chunks(1024).map(<[u8]>::to_vec).collect();
+        let started = std::time::Instant::now();
+        let got = filtered(frames);
+        let elapsed = started.elapsed();
+        assert_eq!(got, body.replacen(r#","usage":null"#, "", 1).into_bytes());
+        assert!(elapsed < std::time::Duration::from_secs(2), "took {elapsed:?}");
     }
 
     #[test]
