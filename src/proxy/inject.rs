@@ -1,7 +1,8 @@
 //! OpenAI stream usage injection: a chat stream requested without
 //! `stream_options.include_usage` gets it added (so the provider reports usage), and
 //! the client is shown the stream it asked for — the usage-only chunk removed and the
-//! `"usage":null` the option adds to every other chunk taken out again.
+//! `"usage":null` the option adds to every other chunk taken out again. Events over
+//! 1 MiB (never a usage chunk) pass through unchanged as they come.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -145,14 +146,67 @@ impl Boundary {
     }
 }
 
+/// Longest event held back to be rewritten. A usage chunk is a few hundred bytes; a
+/// longer event passes through as it comes, unchanged, so an event without end can
+/// neither hold up the stream nor grow without bound.
+const MAX_HELD: usize = 1 << 20;
+
+/// The stream cut into events as it goes by, each rewritten once it is complete.
+#[derive(Debug, Default)]
+struct Events {
+    /// The bytes of an event begun in an earlier frame.
+    pending: BytesMut,
+    boundary: Boundary,
+    /// The rest of an event over [`MAX_HELD`] is passed through as it comes.
+    passing: bool,
+}
+
+impl Events {
+    /// Appends what the client sees of the next frame to `out`. Events whole in the frame
+    /// are rewritten where they are; only an unfinished one is copied, and each byte is
+    /// scanned once, so how the stream is framed changes neither the cost nor the output.
+    fn take(&mut self, mut rest: &[u8], out: &mut Vec<u8>) {
+        while let Some(end) = self.boundary.scan(rest) {
+            let (event, tail) = rest.split_at(end);
+            if std::mem::take(&mut self.passing) {
+                out.extend_from_slice(event);
+            } else if self.pending.is_empty() && event.len() <= MAX_HELD {
+                rewrite_event(event, out);
+            } else if self.pending.len() + event.len() <= MAX_HELD {
+                self.pending.extend_from_slice(event);
+                rewrite_event(&self.pending, out);
+                self.pending.clear();
+            } else {
+                out.extend_from_slice(&self.pending);
+                out.extend_from_slice(event);
+                self.pending.clear();
+            }
+            rest = tail;
+        }
+        if self.passing {
+            out.extend_from_slice(rest);
+        } else if self.pending.len() + rest.len() > MAX_HELD {
+            out.extend_from_slice(&self.pending);
+            out.extend_from_slice(rest);
+            self.pending.clear();
+            self.passing = true;
+        } else {
+            self.pending.extend_from_slice(rest);
+        }
+    }
+
+    /// What is left when the body ends: an unfinished event, as it came.
+    fn finish(&mut self) -> Option<Bytes> {
+        (!self.pending.is_empty()).then(|| self.pending.split().freeze())
+    }
+}
+
 pin_project! {
     /// Passes an OpenAI chat stream through event by event, hiding what injection added.
     pub struct InjectedUsageFilter<B> {
         #[pin]
         inner: B,
-        // The bytes of an event begun in an earlier frame.
-        pending: BytesMut,
-        boundary: Boundary,
+        events: Events,
         ready: VecDeque<Bytes>,
         done: bool,
     }
@@ -161,13 +215,7 @@ pin_project! {
 impl<B> InjectedUsageFilter<B> {
     /// Wraps a response body of a request tollgate added `include_usage` to.
     pub fn new(inner: B) -> Self {
-        InjectedUsageFilter {
-            inner,
-            pending: BytesMut::new(),
-            boundary: Boundary::default(),
-            ready: VecDeque::new(),
-            done: false,
-        }
+        InjectedUsageFilter { inner, events: Events::default(), ready: VecDeque::new(), done: false }
     }
 }
 
@@ -198,32 +246,15 @@ where
                         Ok(data) => data,
                         Err(other) => return Poll::Ready(Some(Ok(other))),
                     };
-                    // Events are rewritten straight from the frame unless one begun in an
-                    // earlier frame has to be finished first; only the new bytes are
-                    // scanned, so an event spread over many frames costs no more.
-                    let mut rest: &[u8] = &frame;
-                    let mut out = Vec::with_capacity(rest.len());
-                    while let Some(end) = this.boundary.scan(rest) {
-                        if this.pending.is_empty() {
-                            rewrite_event(&rest[..end], &mut out);
-                        } else {
-                            this.pending.extend_from_slice(&rest[..end]);
-                            rewrite_event(&this.pending[..], &mut out);
-                            this.pending.clear();
-                        }
-                        rest = &rest[end..];
-                    }
-                    this.pending.extend_from_slice(rest);
+                    let mut out = Vec::with_capacity(frame.len());
+                    this.events.take(&frame, &mut out);
                     if !out.is_empty() {
                         this.ready.push_back(Bytes::from(out));
                     }
                 }
                 Poll::Ready(None) => {
                     *this.done = true;
-                    if !this.pending.is_empty() {
-                        let rest = this.pending.split().freeze();
-                        this.ready.push_back(rest);
-                    }
+                    this.ready.extend(this.events.finish());
                 }
             }
         }
@@ -244,7 +275,7 @@ mod props;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::FutureExt;
+    use futures_util::{FutureExt, StreamExt};
     use http_body_util::{BodyExt, StreamBody};
 
     #[test]
@@ -316,16 +347,51 @@ mod tests {
     #[test]
     fn a_large_event_in_many_frames_is_scanned_once() {
         // Rescanning and recopying the partial event on every frame was quadratic: this
-        // took tens of seconds. Each byte is now looked at and copied once.
-        let content = "x".repeat(8 << 20);
+        // took many seconds. Each byte is now looked at and copied once.
+        let content = "x".repeat(MAX_HELD - 100);
         let event = format!(r#"data: {{"choices":[{{"delta":{{"content":"{content}"}}}}],"usage":null}}"#);
         let body = format!("{event}\n\ndata: [DONE]\n\n");
-        let frames: Vec<Vec<u8>> = body.as_bytes().chunks(1024).map(<[u8]>::to_vec).collect();
+        let frames: Vec<Vec<u8>> = body.as_bytes().chunks(16).map(<[u8]>::to_vec).collect();
         let started = std::time::Instant::now();
         let got = filtered(frames);
         let elapsed = started.elapsed();
-        assert_eq!(got, body.replacen(r#","usage":null"#, "", 1).into_bytes());
+        assert!(got == body.replacen(r#","usage":null"#, "", 1).into_bytes(), "the event was not rewritten");
         assert!(elapsed < std::time::Duration::from_secs(2), "took {elapsed:?}");
+    }
+
+    #[test]
+    fn an_event_over_the_limit_passes_unchanged_however_it_is_framed() {
+        let big = format!(
+            r#"data: {{"choices":[{{"delta":{{"content":"{}"}}}}],"usage":null}}"#,
+            "x".repeat(MAX_HELD)
+        );
+        let small = r#"data: {"choices":[{"delta":{}}],"usage":null}"#;
+        let body = format!("{big}\r\n\r\n{small}\n\n");
+        let want = format!("{big}\r\n\r\n{}\n\n", small.replace(r#","usage":null"#, ""));
+        for size in [body.len(), MAX_HELD - 1, MAX_HELD + 1, 4096, 7] {
+            let got = filtered(body.as_bytes().chunks(size).map(<[u8]>::to_vec).collect());
+            assert!(got == want.as_bytes(), "frames of {size}");
+        }
+    }
+
+    #[test]
+    fn an_event_without_end_is_passed_on_not_held() {
+        // The upstream is still sending; nothing in 4 MiB has ended an event.
+        let frames = (0..64)
+            .map(|_| Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from(vec![b'x'; 64 << 10]))));
+        let upstream = futures_util::stream::iter(frames).chain(futures_util::stream::pending());
+        let mut body = InjectedUsageFilter::new(StreamBody::new(upstream));
+        let mut passed = 0;
+        while let Some(Some(Ok(frame))) = body.frame().now_or_never() {
+            passed += frame.into_data().map_or(0, |d| d.len());
+        }
+        assert!(passed >= (4 << 20) - MAX_HELD, "only {passed} bytes reached the client");
+        let held = body.events.pending.len();
+        assert!(held <= MAX_HELD, "{held} bytes held back");
+        // The next event is rewritten again.
+        let mut out = Vec::new();
+        body.events.take(b"\n\ndata: {\"choices\":[],\"usage\":{}}\n\ndata: [DONE]\n\n", &mut out);
+        assert_eq!(out, b"\n\ndata: [DONE]\n\n");
     }
 
     #[test]
