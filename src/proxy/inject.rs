@@ -4,7 +4,8 @@
 //! `"usage":null` the option adds to every other chunk taken out again. Events over
 //! 1 MiB (never a usage chunk) pass through unchanged as they come.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
@@ -13,40 +14,55 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use memchr::memmem::Finder;
 use pin_project_lite::pin_project;
+use serde_json::value::RawValue;
 
 /// Adds `"stream_options":{"include_usage":true}` to a JSON request body, leaving every
-/// other byte as it was when the body has no `stream_options`; `None` if it cannot.
+/// other byte as it was (numbers, key order, spacing); `None` if it cannot.
 pub fn add_include_usage(body: &[u8]) -> Option<Bytes> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let object = value.as_object()?;
-    match object.get("stream_options") {
-        None => {
-            let open = body.iter().position(|b| *b == b'{')?;
-            let rest = &body[open + 1..];
-            let empty = rest.iter().all(|b| b.is_ascii_whitespace() || *b == b'}');
-            let mut out = Vec::with_capacity(body.len() + 40);
-            out.extend_from_slice(&body[..=open]);
-            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
-            if !empty {
-                out.push(b',');
-            }
-            out.extend_from_slice(rest);
-            Some(Bytes::from(out))
-        }
-        Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Null) => {
-            // Rare: options present without the flag. Re-serialize (key order may change).
-            let mut object = object.clone();
-            let options = object
-                .entry("stream_options")
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-            if options.is_null() {
-                *options = serde_json::Value::Object(serde_json::Map::new());
-            }
-            options.as_object_mut()?.insert("include_usage".into(), serde_json::Value::Bool(true));
-            serde_json::to_vec(&object).ok().map(Bytes::from)
-        }
-        Some(_) => None,
+    // Values are kept as the text they were: parsed and written again, a number the client
+    // sent (an integer past 64 bits, a float of many digits) could come out different.
+    let fields: HashMap<String, &RawValue> = serde_json::from_slice(body).ok()?;
+    let Some(options) = fields.get("stream_options") else {
+        // The object's first byte that is not whitespace is its `{`.
+        let open = body.iter().position(|b| *b == b'{')?;
+        let comma = if fields.is_empty() { "" } else { "," };
+        return Some(splice(
+            body,
+            open + 1..open + 1,
+            &format!(r#""stream_options":{{"include_usage":true}}{comma}"#),
+        ));
+    };
+    let (span, text) = (span_of(body, options), options.get());
+    if text == "null" {
+        return Some(splice(body, span, r#"{"include_usage":true}"#));
     }
+    if !text.starts_with('{') {
+        return None;
+    }
+    let inner: HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
+    match inner.get("include_usage") {
+        // A key given twice counts as its last: that is the one set.
+        Some(flag) => Some(splice(body, span_of(body, flag), "true")),
+        None => {
+            let comma = if inner.is_empty() { "" } else { "," };
+            Some(splice(body, span.start + 1..span.start + 1, &format!(r#""include_usage":true{comma}"#)))
+        }
+    }
+}
+
+/// Where a value parsed out of `body` (borrowed from it) sits in it.
+fn span_of(body: &[u8], value: &RawValue) -> Range<usize> {
+    let start = value.get().as_ptr() as usize - body.as_ptr() as usize;
+    start..start + value.get().len()
+}
+
+/// `body` with the bytes in `range` replaced by `with`.
+fn splice(body: &[u8], range: Range<usize>, with: &str) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + with.len());
+    out.extend_from_slice(&body[..range.start]);
+    out.extend_from_slice(with.as_bytes());
+    out.extend_from_slice(&body[range.end..]);
+    Bytes::from(out)
 }
 
 /// Appends what the client sees of one complete event (bytes include its terminator) to
@@ -297,6 +313,39 @@ mod tests {
 
     fn event_end(buf: &[u8]) -> Option<usize> {
         Boundary::default().scan(buf)
+    }
+
+    #[test]
+    fn options_already_there_get_the_flag_and_nothing_else_changes() {
+        // Re-serialized, the 40-digit seed became a float and the temperature lost digits.
+        let body = br#"{"seed": 1234567890123456789012345678901234567890, "temperature": 0.10000000000000000555, "stream_options": {"include_obfuscation": false}, "stream": true}"#;
+        let out = add_include_usage(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"seed": 1234567890123456789012345678901234567890, "temperature": 0.10000000000000000555, "stream_options": {"include_usage":true,"include_obfuscation": false}, "stream": true}"#
+        );
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"stream_options":null,"z":1e400}"#,
+                r#"{"stream_options":{"include_usage":true},"z":1e400}"#,
+            ),
+            (br#"{"stream_options": { } }"#, r#"{"stream_options": {"include_usage":true } }"#),
+            (
+                br#"{"stream_options":{"include_usage":false,"include_usage":"no"}}"#,
+                r#"{"stream_options":{"include_usage":false,"include_usage":true}}"#,
+            ),
+            (
+                br#"{"a":[1],"stream_options":{"x":2}}"#,
+                r#"{"a":[1],"stream_options":{"include_usage":true,"x":2}}"#,
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                add_include_usage(body).map(|b| String::from_utf8(b.to_vec()).unwrap()).as_deref(),
+                Some(want)
+            );
+        }
+        assert!(add_include_usage(br#"{"stream_options":true}"#).is_none());
     }
 
     #[test]
