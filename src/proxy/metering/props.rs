@@ -199,6 +199,8 @@ impl Asked {
         serde_json::to_vec(&o).unwrap()
     }
 
+    // Facts this body does not set (ones added later included) read as their defaults.
+    #[allow(clippy::needless_update)]
     fn facts(&self) -> RequestFacts {
         let allowed = |prefix: &str| {
             let sum = self
@@ -219,6 +221,7 @@ impl Asked {
             web_fetch_calls: allowed("web_fetch"),
             audio_input: self.audio_in,
             audio_output: self.audio_out,
+            ..RequestFacts::default()
         }
     }
 }
