@@ -10,6 +10,8 @@
 
 pub mod frame;
 pub mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -39,8 +41,8 @@ pub enum JournalError {
     Locked(String),
     #[error("journal {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("journal entry could not be encoded: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Encode(#[from] frame::EncodeError),
     #[error("the journal is closed (shutting down)")]
     Closed,
 }

@@ -35,6 +35,17 @@ pub struct Admitted {
     pub streamed: bool,
 }
 
+/// Why an entry could not be made into a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("journal entry could not be encoded: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Its payload is longer than [`MAX_PAYLOAD`]: [`parse`] would take the frame for a
+    /// damaged header and lose every entry after it, so it is never written.
+    #[error("journal entry of {0} bytes is over the {MAX_PAYLOAD}-byte limit of a frame")]
+    TooLarge(usize),
+}
+
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
@@ -45,21 +56,21 @@ pub enum Entry {
 }
 
 impl Entry {
-    /// Appends this entry's frame to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    /// Appends this entry's frame to `out`; on error `out` is left as it was.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = out.len();
         out.extend_from_slice(&[0; HEADER]);
-        let kind = match self {
-            Entry::Admitted(a) => {
-                serde_json::to_writer(&mut *out, a)?;
-                ADMITTED
-            }
-            Entry::Settled(r) => {
-                serde_json::to_writer(&mut *out, r)?;
-                SETTLED
-            }
+        let written = match self {
+            Entry::Admitted(a) => serde_json::to_writer(&mut *out, a).map(|()| ADMITTED),
+            Entry::Settled(r) => serde_json::to_writer(&mut *out, r).map(|()| SETTLED),
         };
         let payload_len = out.len() - start - HEADER;
+        let kind = match written {
+            Ok(_) if payload_len > MAX_PAYLOAD => Err(EncodeError::TooLarge(payload_len)),
+            Ok(kind) => Ok(kind),
+            Err(e) => Err(EncodeError::Json(e)),
+        };
+        let kind = kind.inspect_err(|_| out.truncate(start))?;
         out[start + 8] = kind;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&out[start + 8..]);
@@ -148,6 +159,24 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(matches!(parse(&buf[..cut]), Parsed::Incomplete), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn an_entry_over_the_frame_limit_is_refused_not_written_as_damage() {
+        // The model is the client's to choose: written, this frame would read as a damaged
+        // header and take every entry after it in the segment down with it.
+        let Entry::Admitted(mut a) = admitted(1) else { unreachable!() };
+        a.model = Some("m".repeat(MAX_PAYLOAD));
+        let mut buf = b"before".to_vec();
+        match Entry::Admitted(a).encode(&mut buf) {
+            Err(EncodeError::TooLarge(len)) => assert!(len > MAX_PAYLOAD),
+            other => panic!("an oversized entry was encoded: {other:?}"),
+        }
+        assert_eq!(buf, b"before", "nothing of the refused entry is left behind");
+        let Entry::Admitted(mut a) = admitted(2) else { unreachable!() };
+        a.model = Some("m".repeat(MAX_PAYLOAD - 1024));
+        Entry::Admitted(a).encode(&mut buf).unwrap();
+        assert!(matches!(parse(&buf[6..]), Parsed::Entry { .. }), "an entry just under the limit reads back");
     }
 
     #[test]

@@ -48,6 +48,11 @@ pub struct RequestFacts {
     pub background: bool,
 }
 
+/// Longest model name taken from a request. Real names (dated snapshots, router slugs,
+/// fine-tune ids, ARNs) are well under it; a longer one names no model the price list
+/// has, and would be carried into the journal and every record of the request.
+pub const MAX_MODEL_BYTES: usize = 1024;
+
 /// Server-side tool calls assumed for a tool that sets no `max_uses` (Anthropic) and a
 /// request without `max_tool_calls` (OpenAI Responses): neither API has a limit of its own.
 pub const DEFAULT_SERVER_TOOL_CALLS: u64 = 10;
@@ -164,6 +169,8 @@ pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
             .or(facts.model);
     }
     facts.stream = facts.stream || api == Api::StreamGenerateContent;
+    // Estimated like a request whose model cannot be known: at the ceiling price.
+    facts.model = facts.model.filter(|m| m.len() <= MAX_MODEL_BYTES);
     facts
 }
 
@@ -172,7 +179,8 @@ pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
 /// request's cap, server-side tool calls at what its tools allow, priced with the model's
 /// prices at the dearest of the tiers the response may report, audio at the higher of its
 /// own and the text rate, and the geo factor asked for (see [`Ask`]). A model that cannot be
-/// known or priced (an Azure deployment path, a tuned model, a body that is not JSON) is
+/// known or priced (an Azure deployment path, a tuned model, a body that is not JSON, a
+/// name over [`MAX_MODEL_BYTES`]) is
 /// estimated at the highest prices listed for the provider's kind, so it cannot slip past a
 /// hard budget with a zero reservation.
 pub fn estimate_cost(
@@ -452,6 +460,9 @@ pub fn unsettled_record(admitted: &Admitted, prices: &PriceList) -> CostRecord {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -490,6 +501,21 @@ mod tests {
         assert!(f.stream);
         let f = request_facts(Api::Messages, "/v1/messages", br#"{"model":7,"stream":"yes"}"#);
         assert_eq!(f, RequestFacts::default());
+    }
+
+    #[test]
+    fn a_model_name_too_long_to_be_one_is_not_taken() {
+        // Over a megabyte it could not even be journaled, and the request was refused.
+        let long = "m".repeat(2 << 20);
+        let body = format!(r#"{{"model":"{long}","stream":true,"max_tokens":5}}"#);
+        let f = request_facts(Api::ChatCompletions, "/v1/chat/completions", body.as_bytes());
+        assert_eq!((f.model, f.stream, f.max_output_tokens), (None, true, Some(5)));
+        let path = format!("/v1beta/models/{}:generateContent", "g".repeat(MAX_MODEL_BYTES + 1));
+        assert_eq!(request_facts(Api::GenerateContent, &path, b"{}").model, None);
+        let name = "x".repeat(MAX_MODEL_BYTES);
+        let body = format!(r#"{{"model":"{name}"}}"#);
+        let f = request_facts(Api::Messages, "/v1/messages", body.as_bytes());
+        assert_eq!(f.model, Some(name));
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub fn take_param(query: &str, name: &str) -> (Option<String>, Option<String>) {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

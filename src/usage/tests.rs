@@ -74,25 +74,40 @@ fn field(expected: &Value, key: &str) -> Option<u64> {
     expected.get(key).and_then(Value::as_u64)
 }
 
-fn check_case(name: &str) {
-    let dir = corpus_dir();
-    let read = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
-    let request: Value = serde_json::from_slice(&read("request.json")).unwrap();
-    let expected: Value = serde_json::from_slice(&read("expected.json")).unwrap();
-    let body = read("response");
+/// One public corpus response, with what the proxy would know when metering it.
+pub(super) struct Case {
+    pub(super) name: &'static str,
+    pub(super) kind: Kind,
+    pub(super) api: Api,
+    pub(super) status: u16,
+    pub(super) sse: bool,
+    pub(super) body: Vec<u8>,
+    pub(super) expected: Value,
+}
 
-    let kind = kind_of(expected["provider"].as_str().unwrap());
-    let path = request["path"].as_str().unwrap();
-    let api = Api::detect(kind, path).unwrap_or_else(|| panic!("{name}: {path} not metered"));
-    let status = u16::try_from(expected["http_status"].as_u64().unwrap()).unwrap();
-    let headers = expected["response_headers"].as_object().unwrap();
-    let content_type = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .and_then(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    let sse = content_type.starts_with("text/event-stream");
+impl Case {
+    pub(super) fn load(name: &'static str) -> Case {
+        let dir = corpus_dir();
+        let read = |ext: &str| std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
+        let request: Value = serde_json::from_slice(&read("request.json")).unwrap();
+        let expected: Value = serde_json::from_slice(&read("expected.json")).unwrap();
+        let kind = kind_of(expected["provider"].as_str().unwrap());
+        let path = request["path"].as_str().unwrap();
+        let api = Api::detect(kind, path).unwrap_or_else(|| panic!("{name}: {path} not metered"));
+        let status = u16::try_from(expected["http_status"].as_u64().unwrap()).unwrap();
+        let headers = expected["response_headers"].as_object().unwrap();
+        let content_type = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .and_then(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        let sse = content_type.starts_with("text/event-stream");
+        Case { name, kind, api, status, sse, body: read("response"), expected }
+    }
+}
 
+fn check_case(name: &'static str) {
+    let Case { kind, api, status, sse, body, expected, .. } = Case::load(name);
     let got = meter_all_slicings(kind, api, status, sse, &body);
     assert_eq!(got.model.as_deref(), expected["model"].as_str(), "{name}: model");
     assert_eq!(got.usage.is_some(), expected["usage_reported"] == true, "{name}: usage_reported");
@@ -252,4 +267,6 @@ fn detect_paths() {
 }
 
 mod dimensions;
+mod framing;
+mod props;
 mod synthetic;
