@@ -1,10 +1,20 @@
 //! The admin API (separate listener): bearer-token auth, JSON in and out, strict input
 //! (unknown fields and wrong types are errors naming the field), identity cache
-//! invalidated before any write is acknowledged.
+//! invalidated before any write is acknowledged. Each operation is one annotated handler
+//! ([`entities`], [`keys`], [`budgets`], [`reports`], [`service`]); [`openapi`] gathers
+//! their annotations into the OpenAPI description, and [`router`] serves exactly the
+//! operations that description lists.
 
+pub mod budgets;
+pub mod entities;
+pub mod keys;
+pub mod openapi;
+pub mod reports;
 pub mod requests;
+pub mod router;
+pub mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -12,14 +22,16 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
-use uuid::Uuid;
 
-use crate::identity::{generate_key, Identities};
+use crate::identity::Identities;
 use crate::proxy::body::{full, ProxyBody};
-use crate::store::{NewKey, NewUser, Patch, Store, StoreError};
-use requests::{
-    parse_json, parse_query, CreateKey, CreateOrganization, CreateProject, CreateUser, PatchEntity,
-};
+use crate::store::{Store, StoreError};
+use openapi::{ErrorBody, ErrorDetail};
+use requests::parse_query;
+use router::{Handler, Reply, Router};
+
+pub use keys::{store_new_key as create_key, CreatedKey};
+pub use reports::budget_use;
 
 /// Largest admin request body accepted.
 const MAX_ADMIN_BODY: usize = 1024 * 1024;
@@ -52,8 +64,8 @@ pub enum AdminError {
     Unauthorized,
     #[error("no such route")]
     NoRoute,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    #[error("method not allowed (allowed: {allow})")]
+    MethodNotAllowed { allow: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -64,7 +76,7 @@ impl AdminError {
             AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::NoRoute => StatusCode::NOT_FOUND,
-            AdminError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AdminError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             AdminError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             AdminError::Store(StoreError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -84,7 +96,13 @@ impl AdminError {
         } else {
             self.to_string()
         };
-        json_response(status, &serde_json::json!({"error": {"message": message, "field": field}}))
+        let mut response = json_response(status, &ErrorBody { error: ErrorDetail { message, field } });
+        if let AdminError::MethodNotAllowed { allow } = &self {
+            if let Ok(allow) = HeaderValue::from_str(allow) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+        }
+        response
     }
 
     /// A bad field in the request.
@@ -94,12 +112,12 @@ impl AdminError {
 }
 
 /// A 200 with `value` as JSON.
-fn ok(value: &impl Serialize) -> Result<Response<ProxyBody>, AdminError> {
+fn ok(value: &impl Serialize) -> Reply {
     Ok(json_response(StatusCode::OK, value))
 }
 
 /// A 201 with the created object as JSON.
-fn created(value: &impl Serialize) -> Result<Response<ProxyBody>, AdminError> {
+fn created(value: &impl Serialize) -> Reply {
     Ok(json_response(StatusCode::CREATED, value))
 }
 
@@ -129,14 +147,14 @@ pub async fn handle(state: Arc<AdminState>, request: Request<Incoming>) -> Respo
 }
 
 /// Whether an admin request got far enough to change the database.
-fn may_have_written(result: &Result<Response<ProxyBody>, AdminError>) -> bool {
+fn may_have_written(result: &Reply) -> bool {
     match result {
         Ok(_) | Err(AdminError::Store(_)) => true,
         Err(
             AdminError::BadRequest { .. }
             | AdminError::Unauthorized
             | AdminError::NoRoute
-            | AdminError::MethodNotAllowed,
+            | AdminError::MethodNotAllowed { .. },
         ) => false,
     }
 }
@@ -161,220 +179,84 @@ async fn read_body(body: Incoming) -> Result<Bytes, AdminError> {
     })
 }
 
-fn parse_id(segment: &str) -> Result<Uuid, AdminError> {
-    Uuid::parse_str(segment).map_err(|_| AdminError::field("id", "not a UUID"))
+/// Every operation's handler, by operation id (the function's name, as utoipa names it).
+macro_rules! handlers {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        &[$((stringify!($name), {
+            fn call<'a>(state: &'a AdminState, call: router::Call) -> futures_util::future::BoxFuture<'a, Reply> {
+                Box::pin($module::$name(state, call))
+            }
+            call as Handler
+        })),*]
+    };
 }
 
-async fn route(state: &AdminState, request: Request<Incoming>) -> Result<Response<ProxyBody>, AdminError> {
-    let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    match path.as_str() {
-        "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
-        "/metrics" => return state.metrics.respond(&method, authorized(state, &request)),
-        "/readyz" => {
-            return Ok(match state.store.ping().await {
-                Ok(()) => json_response(StatusCode::OK, &serde_json::json!({"status": "ready"})),
-                Err(e) => {
-                    tracing::warn!(error = %e, "readiness check failed");
-                    json_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &serde_json::json!({"status": "store unavailable"}),
-                    )
-                }
-            })
+/// The handlers the router may dispatch to; the description decides which serve what.
+pub static HANDLERS: &[(&str, Handler)] = handlers![
+    entities::create_organization,
+    entities::list_organizations,
+    entities::get_organization,
+    entities::update_organization,
+    entities::delete_organization,
+    entities::create_project,
+    entities::list_projects,
+    entities::get_project,
+    entities::update_project,
+    entities::delete_project,
+    entities::create_user,
+    entities::list_users,
+    entities::get_user,
+    entities::update_user,
+    entities::delete_user,
+    keys::create_key,
+    keys::list_keys,
+    keys::get_key,
+    keys::revoke_key,
+    budgets::create_budget,
+    budgets::list_budgets,
+    budgets::get_budget,
+    budgets::update_budget,
+    budgets::delete_budget,
+    budgets::create_alert_config,
+    budgets::list_alert_configs,
+    budgets::delete_alert_config,
+    budgets::list_alerts,
+    reports::spend,
+    reports::list_cost_records,
+    service::healthz,
+    service::readyz,
+    service::openapi_json,
+    service::metrics,
+    service::metrics_head,
+];
+
+/// The router over the description, built once.
+pub fn router() -> &'static Router {
+    static ROUTER: LazyLock<Router> = LazyLock::new(|| {
+        let router = Router::new(openapi::json(), HANDLERS);
+        for problem in &router.problems {
+            tracing::error!(%problem, "admin route left out");
         }
-        _ => {}
-    }
-    if !authorized(state, &request) {
+        router
+    });
+    &ROUTER
+}
+
+async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
+    let path = request.uri().path();
+    let found = router().find(request.method(), path);
+    let public = match &found {
+        Ok(m) => m.route.public,
+        Err(AdminError::MethodNotAllowed { .. }) => router().public_at(path),
+        Err(_) => false,
+    };
+    let authorized = authorized(state, &request);
+    if !public && !authorized {
         return Err(AdminError::Unauthorized);
     }
+    let found = found?;
+    let id = found.id()?;
     let query = parse_query(request.uri().query())?;
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let (collection, id) = match segments.as_slice() {
-        ["v1", collection] => (*collection, None),
-        ["v1", collection, id] => (*collection, Some(parse_id(id)?)),
-        _ => return Err(AdminError::NoRoute),
-    };
     let body = read_body(request.into_body()).await?;
-    let s = &state.store;
-    let page = query.page()?;
-    let response = match (collection, id, &method) {
-        ("organizations", None, &Method::POST) => {
-            let req: CreateOrganization = parse_json(&body)?;
-            created(&s.create_organization(&req.validated()?).await?)
-        }
-        ("organizations", None, &Method::GET) => ok(&s.list_organizations(&page).await?),
-        ("organizations", Some(id), &Method::GET) => ok(&s.get_organization(id).await?),
-        ("organizations", Some(id), &Method::PATCH) => {
-            let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
-            let org = s.update_organization(id, &patch).await?;
-            ok(&org)
-        }
-        ("organizations", Some(id), &Method::DELETE) => {
-            s.delete_organization(id).await?;
-            ok(&deleted(id))
-        }
-        ("projects", None, &Method::POST) => {
-            let req: CreateProject = parse_json(&body)?;
-            let name = req.validated_name()?;
-            created(&s.create_project(req.organization_id, &name).await?)
-        }
-        ("projects", None, &Method::GET) => {
-            ok(&s.list_projects(query.uuid("organization_id")?, &page).await?)
-        }
-        ("projects", Some(id), &Method::GET) => ok(&s.get_project(id).await?),
-        ("projects", Some(id), &Method::PATCH) => {
-            let patch = parse_json::<PatchEntity>(&body)?.validated(false)?;
-            let project = s.update_project(id, &patch).await?;
-            ok(&project)
-        }
-        ("projects", Some(id), &Method::DELETE) => {
-            s.delete_project(id).await?;
-            ok(&deleted(id))
-        }
-        ("users", None, &Method::POST) => {
-            let req: CreateUser = parse_json(&body)?;
-            let new: NewUser = req.validated()?;
-            created(&s.create_user(&new).await?)
-        }
-        ("users", None, &Method::GET) => ok(&s.list_users(query.uuid("organization_id")?, &page).await?),
-        ("users", Some(id), &Method::GET) => ok(&s.get_user(id).await?),
-        ("users", Some(id), &Method::PATCH) => {
-            let patch: Patch = parse_json::<PatchEntity>(&body)?.validated(true)?;
-            let user = s.update_user(id, &patch).await?;
-            ok(&user)
-        }
-        ("users", Some(id), &Method::DELETE) => {
-            s.delete_user(id).await?;
-            ok(&deleted(id))
-        }
-        ("keys", None, &Method::POST) => {
-            let req: CreateKey = parse_json(&body)?;
-            let created_key = create_key(s, req).await?;
-            created(&created_key)
-        }
-        ("keys", None, &Method::GET) => ok(&s.list_keys(query.uuid("user_id")?, &page).await?),
-        ("keys", Some(id), &Method::GET) => ok(&s.get_key(id).await?),
-        ("keys", Some(id), &Method::DELETE) => {
-            let key = s.revoke_key(id).await?;
-            ok(&key)
-        }
-        ("budgets", None, &Method::POST) => {
-            let b = parse_json::<requests::CreateBudget>(&body)?.validated()?;
-            let budget = s.create_budget(b.scope, b.scope_id, b.limit_usd, b.period, b.hard).await?;
-            created(&state.budgets.status(budget).await?)
-        }
-        ("budgets", None, &Method::GET) => {
-            let page = s.list_budgets(query.uuid("scope_id")?, &page).await?;
-            let mut data = Vec::with_capacity(page.data.len());
-            for b in page.data {
-                data.push(state.budgets.status(b).await?);
-            }
-            ok(&serde_json::json!({"data": data, "next_cursor": page.next_cursor}))
-        }
-        ("budgets", Some(id), &Method::GET) => ok(&state.budgets.status(s.get_budget(id).await?).await?),
-        ("budgets", Some(id), &Method::PATCH) => {
-            let patch = parse_json::<requests::PatchBudget>(&body)?.validated()?;
-            let budget = s.update_budget(id, &patch).await?;
-            ok(&state.budgets.status(budget).await?)
-        }
-        ("budgets", Some(id), &Method::DELETE) => {
-            s.delete_budget(id).await?;
-            ok(&deleted(id))
-        }
-        ("alert-configs", None, &Method::POST) => {
-            let req: requests::CreateAlertConfig = parse_json(&body)?;
-            req.validated()?;
-            let config = s
-                .create_alert_config(
-                    req.budget_id,
-                    req.threshold_percent,
-                    req.webhook_url.as_deref(),
-                    req.enabled,
-                )
-                .await?;
-            created(&config)
-        }
-        ("alert-configs", None, &Method::GET) => ok(
-            &serde_json::json!({"data": s.list_alert_configs(query.uuid("budget_id")?).await?, "next_cursor": null}),
-        ),
-        ("alert-configs", Some(id), &Method::DELETE) => {
-            s.delete_alert_config(id).await?;
-            ok(&deleted(id))
-        }
-        ("alerts", None, &Method::GET) => ok(
-            &serde_json::json!({"data": s.list_alerts(query.uuid("budget_id")?).await?, "next_cursor": null}),
-        ),
-        ("cost-records", None, &Method::GET) => {
-            ok(&s.list_cost_records(&query.record_filter()?, &page).await?)
-        }
-        ("spend", None, &Method::GET) => {
-            let filter = query.record_filter()?;
-            let data = s.spend(&filter, query.group_by()?).await?;
-            let budgets = budget_use(state, &filter).await?;
-            ok(&serde_json::json!({"data": data, "from": filter.from, "to": filter.to, "budgets": budgets}))
-        }
-        (
-            "organizations" | "projects" | "users" | "keys" | "cost-records" | "spend" | "budgets"
-            | "alert-configs" | "alerts",
-            _,
-            _,
-        ) => Err(AdminError::MethodNotAllowed),
-        _ => Err(AdminError::NoRoute),
-    };
-    response
-}
-
-/// Every budget relevant to a report's filter, with its current window's use.
-pub async fn budget_use(
-    state: &AdminState,
-    filter: &crate::store::RecordFilter,
-) -> Result<Vec<crate::budget::BudgetStatus>, AdminError> {
-    let wanted: Vec<Uuid> =
-        [filter.organization_id, filter.project_id, filter.user_id].into_iter().flatten().collect();
-    let mut out = Vec::new();
-    let mut page = crate::store::PageRequest { cursor: None, limit: 1000 };
-    loop {
-        let got = state.store.list_budgets(None, &page).await?;
-        for b in got.data {
-            if wanted.is_empty() || wanted.contains(&b.scope_id) {
-                out.push(state.budgets.status(b).await?);
-            }
-        }
-        match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
-}
-
-fn deleted(id: Uuid) -> serde_json::Value {
-    serde_json::json!({"id": id, "deleted": true})
-}
-
-/// A created key: the stored fields plus the plaintext, shown this once.
-#[derive(Debug, Serialize)]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    pub key: crate::store::ApiKey,
-    /// The plaintext `tg_...` key; never stored, never shown again.
-    #[serde(rename = "key")]
-    pub plaintext: String,
-}
-
-/// Generates and stores a key for the request.
-pub async fn create_key(store: &Store, req: CreateKey) -> Result<CreatedKey, AdminError> {
-    let name = req.validated_name()?;
-    let generated = generate_key();
-    let key = store
-        .create_key(&NewKey {
-            user_id: req.user_id,
-            project_id: req.project_id,
-            name,
-            expires_at: req.expires_at,
-            key_hash: generated.hash,
-            prefix: generated.prefix,
-        })
-        .await?;
-    Ok(CreatedKey { key, plaintext: generated.plaintext })
+    (found.handler)(state, router::Call::new(id, query, body, authorized)).await
 }

@@ -79,15 +79,18 @@ enum Load {
 }
 
 /// A budget's current window, for reports and `GET /v1/budgets/{id}`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct BudgetStatus {
     #[serde(flatten)]
     pub budget: Budget,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub spent_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub reserved_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub remaining_usd: Decimal,
     pub window_start: DateTime<Utc>,
     pub window_end: Option<DateTime<Utc>>,

@@ -264,7 +264,7 @@ impl Endpoint {
             return Err(AdminError::Unauthorized);
         }
         if method != Method::GET && method != Method::HEAD {
-            return Err(AdminError::MethodNotAllowed);
+            return Err(AdminError::MethodNotAllowed { allow: "GET, HEAD".into() });
         }
         let mut response = Response::new(full(Bytes::from(self.metrics.render(&self.sources))));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));

@@ -3,10 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::openapi::UsdInput;
 use super::AdminError;
-use crate::store::{GroupBy, NewUser, PageRequest, Patch, RecordFilter};
+use crate::store::{GroupBy, NewUser, PageRequest, Patch, RecordFilter, Scope};
+use crate::window::Period;
 
 /// Longest name or external id accepted.
 const MAX_NAME: usize = 200;
@@ -36,9 +39,10 @@ fn check_name(field: &str, value: &str) -> Result<String, AdminError> {
 }
 
 /// `POST /v1/organizations`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -49,10 +53,11 @@ impl CreateOrganization {
 }
 
 /// `POST /v1/projects`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub organization_id: Uuid,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
 
@@ -63,12 +68,15 @@ impl CreateProject {
 }
 
 /// `POST /v1/users`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub organization_id: Uuid,
+    /// The user's id in your own systems (what `x-tollgate-user` may name).
+    #[schema(min_length = 1, max_length = 200)]
     pub external_id: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub email: Option<String>,
 }
 
@@ -91,13 +99,16 @@ fn check_email(value: &str) -> Result<String, AdminError> {
 }
 
 /// `POST /v1/keys`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     pub user_id: Uuid,
+    /// A project of the user's organization.
     pub project_id: Uuid,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    /// When the key stops working; must be in the future.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -115,29 +126,44 @@ fn some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Er
     Option::<String>::deserialize(d).map(Some)
 }
 
-/// `PATCH` of an organization, project or user.
-#[derive(Debug, Deserialize)]
+/// `PATCH` of an organization or a project: fields left out stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchEntity {
+pub struct PatchNamed {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "some")]
-    pub email: Option<Option<String>>,
+    /// `true` archives (its keys stop working; spend history stays), `false` restores.
     #[serde(default)]
     pub archived: Option<bool>,
 }
 
-impl PatchEntity {
-    /// Users have an email and no name; organizations and projects the other way round.
-    pub fn validated(self, is_user: bool) -> Result<Patch, AdminError> {
-        if is_user && self.name.is_some() {
-            return Err(AdminError::field("name", "users have no name; set email or archived"));
-        }
-        if !is_user && self.email.is_some() {
-            return Err(AdminError::field("email", "only users have an email"));
-        }
+impl PatchNamed {
+    pub fn validated(self) -> Result<Patch, AdminError> {
         Ok(Patch {
             name: self.name.as_deref().map(|n| check_name("name", n)).transpose()?,
+            email: None,
+            archived: self.archived,
+        })
+    }
+}
+
+/// `PATCH /v1/users/{id}`: fields left out stay as they are; `"email": null` clears it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUser {
+    #[serde(default, deserialize_with = "some")]
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub email: Option<Option<String>>,
+    /// `true` archives (the user's keys stop working; spend history stays), `false` restores.
+    #[serde(default)]
+    pub archived: Option<bool>,
+}
+
+impl PatchUser {
+    pub fn validated(self) -> Result<Patch, AdminError> {
+        Ok(Patch {
+            name: None,
             email: match self.email {
                 Some(Some(e)) => Some(Some(check_email(&e)?)),
                 other => other,
@@ -187,22 +213,71 @@ impl Query {
             .map(|d| Some(d.and_time(chrono::NaiveTime::MIN).and_utc()))
             .map_err(|_| AdminError::field(name, "must be an RFC 3339 time or a YYYY-MM-DD date"))
     }
+}
 
-    /// The record filters shared by cost records and spend.
-    pub fn record_filter(&self) -> Result<RecordFilter, AdminError> {
+/// `limit` and `cursor` of a paged list.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// At most this many items (100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+impl PageParams {
+    /// Reads `limit` and `cursor`.
+    pub fn read(query: &Query) -> Result<PageRequest, AdminError> {
+        let limit = match query.get("limit") {
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| AdminError::field("limit", "must be an integer from 1 to 1000"))?,
+            None => 0,
+        };
+        Ok(PageRequest { cursor: query.uuid("cursor")?, limit })
+    }
+}
+
+/// The filters shared by cost records and spend reports; all optional, all combined.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecordParams {
+    pub organization_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub api_key_id: Option<Uuid>,
+    /// Same as `api_key_id` (when that is absent).
+    pub key_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub request_id: Option<Uuid>,
+    /// Records created at or after this time (RFC 3339, or `YYYY-MM-DD` for its UTC midnight).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<String>,
+    /// Records created before this time (RFC 3339, or `YYYY-MM-DD`); after `from`.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<String>,
+}
+
+impl RecordParams {
+    /// Reads the filters.
+    pub fn read(query: &Query) -> Result<RecordFilter, AdminError> {
         let filter = RecordFilter {
-            organization_id: self.uuid("organization_id")?,
-            project_id: self.uuid("project_id")?,
-            user_id: self.uuid("user_id")?,
-            api_key_id: match self.uuid("api_key_id")? {
+            organization_id: query.uuid("organization_id")?,
+            project_id: query.uuid("project_id")?,
+            user_id: query.uuid("user_id")?,
+            api_key_id: match query.uuid("api_key_id")? {
                 Some(k) => Some(k),
-                None => self.uuid("key_id")?,
+                None => query.uuid("key_id")?,
             },
-            model: self.text("model"),
-            provider: self.text("provider"),
-            request_id: self.uuid("request_id")?,
-            from: self.time("from")?,
-            to: self.time("to")?,
+            model: query.text("model"),
+            provider: query.text("provider"),
+            request_id: query.uuid("request_id")?,
+            from: query.time("from")?,
+            to: query.time("to")?,
         };
         if let (Some(from), Some(to)) = (filter.from, filter.to) {
             if from >= to {
@@ -211,10 +286,21 @@ impl Query {
         }
         Ok(filter)
     }
+}
 
-    /// `group_by` of a spend report (default `model`).
-    pub fn group_by(&self) -> Result<GroupBy, AdminError> {
-        match self.get("group_by") {
+/// How a spend report groups its rows.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupByParam {
+    /// `model` when absent.
+    #[param(inline)]
+    pub group_by: Option<GroupBy>,
+}
+
+impl GroupByParam {
+    /// Reads `group_by` (default `model`).
+    pub fn read(query: &Query) -> Result<GroupBy, AdminError> {
+        match query.get("group_by") {
             None | Some("") => Ok(GroupBy::Model),
             Some(v) => GroupBy::parse(v).ok_or_else(|| {
                 AdminError::field(
@@ -224,19 +310,33 @@ impl Query {
             }),
         }
     }
+}
 
-    /// `limit` and `cursor`.
-    pub fn page(&self) -> Result<PageRequest, AdminError> {
-        let limit = match self.get("limit") {
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| AdminError::field("limit", "must be an integer from 1 to 1000"))?,
-            None => 0,
-        };
-        Ok(PageRequest { cursor: self.uuid("cursor")?, limit })
-    }
+/// Defines a query parameter struct holding one optional id that narrows a list.
+macro_rules! id_filter {
+    ($($name:ident { $field:ident: $doc:literal }),* $(,)?) => {$(
+        #[doc = concat!("`", stringify!($field), "`: ", $doc)]
+        #[derive(Debug, IntoParams)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            #[doc = $doc]
+            pub $field: Option<Uuid>,
+        }
+
+        impl $name {
+            #[doc = concat!("Reads `", stringify!($field), "`.")]
+            pub fn read(query: &Query) -> Result<Option<Uuid>, AdminError> {
+                query.uuid(stringify!($field))
+            }
+        }
+    )*};
+}
+
+id_filter! {
+    OrganizationFilter { organization_id: "Only those of this organization." },
+    UserFilter { user_id: "Only those of this user." },
+    ScopeFilter { scope_id: "Only those limiting this organization, project or user." },
+    BudgetFilter { budget_id: "Only those of this budget." },
 }
 
 /// Reads a money amount: a decimal string (`"10.50"`) or a JSON number, exactly.
@@ -258,18 +358,21 @@ fn money(field: &str, value: &serde_json::Value) -> Result<rust_decimal::Decimal
     Ok(parsed.normalize())
 }
 
-fn period(value: &str) -> Result<crate::window::Period, AdminError> {
-    crate::window::Period::parse(value)
-        .ok_or_else(|| AdminError::field("period", "must be daily, weekly, monthly or total"))
+fn period(value: &str) -> Result<Period, AdminError> {
+    Period::parse(value).ok_or_else(|| AdminError::field("period", "must be daily, weekly, monthly or total"))
 }
 
 /// `POST /v1/budgets`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBudget {
+    #[schema(value_type = Scope)]
     pub scope: String,
+    /// The organization, project or user the budget limits.
     pub scope_id: Uuid,
+    #[schema(value_type = UsdInput)]
     pub limit_usd: serde_json::Value,
+    #[schema(value_type = Period)]
     pub period: String,
     /// Hard budgets refuse; soft ones only alert. Hard unless said otherwise.
     #[serde(default = "yes")]
@@ -282,17 +385,17 @@ fn yes() -> bool {
 
 /// A validated new budget.
 pub struct NewBudget {
-    pub scope: crate::store::Scope,
+    pub scope: Scope,
     pub scope_id: Uuid,
     pub limit_usd: rust_decimal::Decimal,
-    pub period: crate::window::Period,
+    pub period: Period,
     pub hard: bool,
 }
 
 impl CreateBudget {
     pub fn validated(self) -> Result<NewBudget, AdminError> {
         Ok(NewBudget {
-            scope: crate::store::Scope::parse(&self.scope)
+            scope: Scope::parse(&self.scope)
                 .ok_or_else(|| AdminError::field("scope", "must be organization, project or user"))?,
             scope_id: self.scope_id,
             limit_usd: money("limit_usd", &self.limit_usd)?,
@@ -303,12 +406,14 @@ impl CreateBudget {
 }
 
 /// `PATCH /v1/budgets/{id}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBudget {
     #[serde(default)]
+    #[schema(value_type = Option<UsdInput>)]
     pub limit_usd: Option<serde_json::Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Period>)]
     pub period: Option<String>,
     #[serde(default)]
     pub hard: Option<bool>,
@@ -325,12 +430,16 @@ impl PatchBudget {
 }
 
 /// `POST /v1/alert-configs`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAlertConfig {
     pub budget_id: Uuid,
+    /// Fires when a settled request takes the window's spend to this percent of the limit.
+    #[schema(minimum = 1, maximum = 1000)]
     pub threshold_percent: u32,
+    /// Gets a JSON POST when the alert fires.
     #[serde(default)]
+    #[schema(format = "uri")]
     pub webhook_url: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,

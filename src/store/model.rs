@@ -6,7 +6,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// One page of a list, with the cursor for the next page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
@@ -31,7 +31,7 @@ impl PageRequest {
 }
 
 /// Top of the hierarchy.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
@@ -40,7 +40,7 @@ pub struct Organization {
 }
 
 /// A project of one organization; keys bind users to projects.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Project {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -50,7 +50,7 @@ pub struct Project {
 }
 
 /// A person or service spending, in one organization.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -61,7 +61,7 @@ pub struct User {
 }
 
 /// A tollgate key as stored: never the plaintext.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: Uuid,
     pub organization_id: Uuid,
@@ -117,7 +117,7 @@ pub struct Patch {
 }
 
 /// How much to trust a cost record's token counts (SPEC §5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UsageSource {
     /// The provider's final usage.
@@ -150,7 +150,7 @@ impl UsageSource {
 }
 
 /// One row of `ai_cost_records`; field names are the column and API names.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct CostRecord {
     pub id: Uuid,
     pub request_id: Uuid,
@@ -169,6 +169,7 @@ pub struct CostRecord {
     pub output_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub cost_usd: rust_decimal::Decimal,
     pub status_code: u16,
     pub latency_ms: u64,
@@ -214,7 +215,8 @@ pub struct RecordFilter {
 }
 
 /// How `GET /v1/spend` groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum GroupBy {
     Organization,
     Project,
@@ -242,18 +244,21 @@ impl GroupBy {
 }
 
 /// One line of a spend report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SpendRow {
     pub group: Option<String>,
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub cost_usd: rust_decimal::Decimal,
 }
 
 /// The level a budget belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Organization,
@@ -287,12 +292,13 @@ impl Scope {
 }
 
 /// A spending limit on one organization, project or user.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Budget {
     pub id: Uuid,
     pub scope: Scope,
     pub scope_id: Uuid,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub limit_usd: rust_decimal::Decimal,
     pub period: crate::window::Period,
     pub hard: bool,
@@ -309,7 +315,7 @@ pub struct BudgetPatch {
 }
 
 /// A threshold on a budget that raises an alert when crossed.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AlertConfig {
     pub id: Uuid,
     pub budget_id: Uuid,
@@ -320,7 +326,7 @@ pub struct AlertConfig {
 }
 
 /// One fired alert (once per config per window).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Alert {
     pub id: Uuid,
     pub alert_config_id: Uuid,
@@ -328,8 +334,10 @@ pub struct Alert {
     pub window_start: DateTime<Utc>,
     pub threshold_percent: u32,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub limit_usd: rust_decimal::Decimal,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = crate::admin::openapi::Usd)]
     pub spent_usd: rust_decimal::Decimal,
     pub created_at: DateTime<Utc>,
     pub delivery_status: String,

@@ -14,6 +14,7 @@ mod journal;
 mod ledger;
 mod metering;
 mod metrics;
+mod openapi;
 mod postgres;
 mod proxy;
 mod replicas;
