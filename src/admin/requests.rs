@@ -14,17 +14,23 @@ use crate::window::Period;
 /// Longest name or external id accepted.
 const MAX_NAME: usize = 200;
 
-/// Parses a JSON body, naming the offending field on error.
+/// Parses a JSON body, one object and nothing after it, naming the offending field on
+/// error. (serde would also read a struct from an array of its fields in order.)
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
-    if body.is_empty() {
-        return Err(AdminError::BadRequest { field: None, message: "a JSON body is required".into() });
+    let bad = |message: String| AdminError::BadRequest { field: None, message };
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(bad("a JSON body is required".into())),
+        Some(b'{') => {}
+        Some(_) => return Err(bad("the body must be a JSON object".into())),
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { None } else { Some(path) };
         AdminError::BadRequest { field, message: e.into_inner().to_string() }
-    })
+    })?;
+    de.end().map_err(|e| bad(format!("the body must hold one JSON object: {e}")))?;
+    Ok(value)
 }
 
 fn check_name(field: &str, value: &str) -> Result<String, AdminError> {

@@ -188,3 +188,33 @@ async fn an_unknown_key_costs_one_lookup_until_the_next_admin_write() {
     assert_eq!(app.admin("POST", "/v1/organizations", Some(json!({"name": "any write"}))).await.status, 201);
     assert_eq!(send(&client(), openai_post(&url, &made_up.plaintext, "{}")).await.status, 200);
 }
+
+/// Found by schemathesis: serde reads a struct from a JSON array too, so `["x", true]`
+/// renamed and archived an organization; and text after the object was ignored.
+#[tokio::test]
+async fn a_body_must_be_one_json_object() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let org = app.admin("POST", "/v1/organizations", Some(json!({"name": "kept"}))).await.json();
+    let patch = format!("/v1/organizations/{}", org["id"].as_str().unwrap());
+    let cases: [(&str, &str, &[u8]); 7] = [
+        ("PATCH", &patch, b"[\"renamed\", true]"),
+        ("PATCH", &patch, b"[null, null]"),
+        ("POST", "/v1/organizations", b"[\"positional\"]"),
+        ("POST", "/v1/organizations", b"\"a string\""),
+        ("POST", "/v1/organizations", b"null"),
+        ("POST", "/v1/organizations", b"{\"name\": \"trailing\"} {\"name\": \"more\"}"),
+        ("PATCH", &patch, b"{\"name\": \"trailing\"}x"),
+    ];
+    for (method, path, body) in cases {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", app.admin))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap();
+        let got = send(&client(), req).await;
+        assert_eq!(got.status, 400, "{method} {}", String::from_utf8_lossy(body));
+    }
+    let list = app.admin("GET", "/v1/organizations", None).await.json();
+    assert_eq!(list["data"], json!([org]), "a refused body changed something");
+}
