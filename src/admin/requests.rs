@@ -196,22 +196,22 @@ impl Query {
         self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// An optional UUID parameter.
+    /// An optional UUID parameter. Present but empty is an error, not "no filter": a
+    /// client whose variable came out empty must not get everyone's objects.
     pub fn uuid(&self, name: &str) -> Result<Option<Uuid>, AdminError> {
         self.get(name)
-            .filter(|v| !v.is_empty())
             .map(|v| Uuid::parse_str(v).map_err(|_| AdminError::field(name, "not a UUID")))
             .transpose()
     }
 
-    /// An optional string parameter.
+    /// An optional string parameter; empty is the same as absent.
     pub fn text(&self, name: &str) -> Option<String> {
         self.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
     }
 
     /// An optional time: RFC 3339, or a date (`2026-11-30`, meaning its UTC midnight).
     pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, AdminError> {
-        let Some(v) = self.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+        let Some(v) = self.get(name) else { return Ok(None) };
         if let Ok(t) = DateTime::parse_from_rfc3339(v) {
             return Ok(Some(t.with_timezone(&Utc)));
         }
@@ -257,7 +257,9 @@ pub struct RecordParams {
     pub api_key_id: Option<Uuid>,
     /// Same as `api_key_id` (when that is absent).
     pub key_id: Option<Uuid>,
+    /// Empty is the same as absent.
     pub model: Option<String>,
+    /// Empty is the same as absent.
     pub provider: Option<String>,
     pub request_id: Option<Uuid>,
     /// Records created at or after this time (RFC 3339, or `YYYY-MM-DD` for its UTC midnight).
@@ -307,7 +309,7 @@ impl GroupByParam {
     /// Reads `group_by` (default `model`).
     pub fn read(query: &Query) -> Result<GroupBy, AdminError> {
         match query.get("group_by") {
-            None | Some("") => Ok(GroupBy::Model),
+            None => Ok(GroupBy::Model),
             Some(v) => GroupBy::parse(v).ok_or_else(|| {
                 AdminError::field(
                     "group_by",

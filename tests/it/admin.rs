@@ -218,3 +218,30 @@ async fn a_body_must_be_one_json_object() {
     let list = app.admin("GET", "/v1/organizations", None).await.json();
     assert_eq!(list["data"], json!([org]), "a refused body changed something");
 }
+
+/// Found by schemathesis: `?organization_id=` (a client's variable that came out empty)
+/// was read as "no filter" and listed every organization's projects.
+#[tokio::test]
+async fn an_empty_query_parameter_is_an_error_not_no_filter() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    app.seed().await;
+    let cases = [
+        ("/v1/projects?organization_id=", "organization_id"),
+        ("/v1/users?organization_id=", "organization_id"),
+        ("/v1/keys?user_id=", "user_id"),
+        ("/v1/budgets?scope_id=", "scope_id"),
+        ("/v1/alert-configs?budget_id=", "budget_id"),
+        ("/v1/alerts?budget_id=", "budget_id"),
+        ("/v1/organizations?cursor=", "cursor"),
+        ("/v1/cost-records?project_id=", "project_id"),
+        ("/v1/spend?from=", "from"),
+        ("/v1/spend?group_by=", "group_by"),
+    ];
+    for (path, field) in cases {
+        let got = app.admin("GET", path, None).await;
+        assert_eq!(got.status, 400, "{path}");
+        assert_eq!(got.json()["error"]["field"], field, "{path}");
+    }
+    // An empty text filter is still no filter.
+    assert_eq!(app.admin("GET", "/v1/cost-records?model=", None).await.status, 200);
+}
