@@ -138,10 +138,15 @@ impl PartialSchema for UsdInput {
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(r"^\s*[0-9]*\.?[0-9]+\s*$"))
+                    .pattern(Some(r"^\s*(0*[1-9][0-9]{0,11}(\.[0-9]+)?|0*\.[0-9]*[1-9][0-9]*)\s*$"))
                     .examples([serde_json::json!("10.00")]),
             )
-            .item(ObjectBuilder::new().schema_type(Type::Number).exclusive_minimum(Some(0.0)))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .exclusive_minimum(Some(0.0))
+                    .maximum(Some(1e12)),
+            )
             .description(Some(
                 "A positive amount of US dollars (at most 1e12): a decimal string, or a number read exactly",
             ))
@@ -150,6 +155,42 @@ impl PartialSchema for UsdInput {
 }
 
 impl ToSchema for UsdInput {}
+
+/// A name or external id as `check_name` accepts it: up to 200 characters, no control
+/// characters (`char::is_control`), something besides whitespace (it is stored trimmed).
+pub struct Name;
+
+impl PartialSchema for Name {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(200))
+            .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"))
+            .description(Some("Up to 200 printable characters, not all whitespace; stored trimmed"))
+            .into()
+    }
+}
+
+impl ToSchema for Name {}
+
+/// An email address as `check_email` accepts it (the pattern is a little stricter: no
+/// spaces at all).
+pub struct Email;
+
+impl PartialSchema for Email {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(3))
+            .max_length(Some(200))
+            .pattern(Some(r"^[^@ \x00-\x1f\x7f-\x9f]+@[^ \x00-\x1f\x7f-\x9f]+$"))
+            .examples([serde_json::json!("ada@example.com")])
+            .into()
+    }
+}
+
+impl ToSchema for Email {}
 
 /// Every error answer.
 #[derive(Debug, Serialize, ToSchema)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::openapi::UsdInput;
+use super::openapi::{Email, Name, UsdInput};
 use super::AdminError;
 use crate::store::{GroupBy, NewUser, PageRequest, Patch, RecordFilter, Scope};
 use crate::window::Period;
@@ -48,7 +48,7 @@ fn check_name(field: &str, value: &str) -> Result<String, AdminError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Name)]
     pub name: String,
 }
 
@@ -63,7 +63,7 @@ impl CreateOrganization {
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub organization_id: Uuid,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Name)]
     pub name: String,
 }
 
@@ -79,10 +79,10 @@ impl CreateProject {
 pub struct CreateUser {
     pub organization_id: Uuid,
     /// The user's id in your own systems (what `x-tollgate-user` may name).
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Name)]
     pub external_id: String,
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(value_type = Option<Email>)]
     pub email: Option<String>,
 }
 
@@ -112,7 +112,7 @@ pub struct CreateKey {
     /// A project of the user's organization.
     pub project_id: Uuid,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     /// When the key stops working; must be in the future.
     #[serde(default)]
@@ -137,7 +137,7 @@ fn some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Er
 #[serde(deny_unknown_fields)]
 pub struct PatchNamed {
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = Option<Name>)]
     pub name: Option<String>,
     /// `true` archives (its keys stop working; spend history stays), `false` restores.
     #[serde(default)]
@@ -159,7 +159,7 @@ impl PatchNamed {
 #[serde(deny_unknown_fields)]
 pub struct PatchUser {
     #[serde(default, deserialize_with = "some")]
-    #[schema(value_type = Option<String>, max_length = 200)]
+    #[schema(value_type = Option<Email>)]
     pub email: Option<Option<String>>,
     /// `true` archives (the user's keys stop working; spend history stays), `false` restores.
     #[serde(default)]
