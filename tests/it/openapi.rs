@@ -168,3 +168,28 @@ async fn the_router_answers_every_described_operation_and_nothing_else() {
     let get = app.admin("GET", &format!("/v1/alert-configs/{}", uuid::Uuid::new_v4()), None).await;
     assert_eq!((get.status.as_u16(), get.headers["allow"].to_str().unwrap()), (405, "DELETE"));
 }
+
+/// docs/ADMIN_API.md's route table is the description's, row for row; on a mismatch the
+/// message holds the table to paste.
+#[tokio::test]
+async fn the_route_table_in_the_docs_is_the_descriptions() {
+    let app = spawn_app(|_| Reply::json(200, "{}")).await;
+    let doc = description(&app).await;
+    let mut table =
+        String::from("| method | path | operation | token | what it does |\n|---|---|---|---|---|\n");
+    for (method, path, op) in operations(&doc) {
+        let token = match op.get("security") {
+            Some(s) if s == &serde_json::json!([{}]) => "no",
+            _ if public(&op) => "optional",
+            _ => "yes",
+        };
+        let id = op["operationId"].as_str().unwrap();
+        let summary = op["summary"].as_str().unwrap_or_default().replace('\n', " ");
+        table.push_str(&format!("| {method} | `{path}` | `{id}` | {token} | {summary} |\n"));
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ADMIN_API.md")).unwrap();
+    let (_, rest) =
+        text.split_once("<!-- routes:begin -->\n").expect("docs/ADMIN_API.md has no routes:begin");
+    let (written, _) = rest.split_once("<!-- routes:end -->").expect("docs/ADMIN_API.md has no routes:end");
+    assert!(written == table, "docs/ADMIN_API.md's route table is stale; it should read:\n{table}");
+}
