@@ -204,9 +204,15 @@ impl Query {
             .transpose()
     }
 
-    /// An optional string parameter; empty is the same as absent.
-    pub fn text(&self, name: &str) -> Option<String> {
-        self.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
+    /// An optional string parameter; empty is the same as absent. Control characters are
+    /// refused: no name holds one, and PostgreSQL refuses a NUL in a text parameter.
+    pub fn text(&self, name: &str) -> Result<Option<String>, AdminError> {
+        match self.get(name).filter(|v| !v.is_empty()) {
+            Some(v) if v.chars().any(char::is_control) => {
+                Err(AdminError::field(name, "must not hold control characters"))
+            }
+            v => Ok(v.map(str::to_owned)),
+        }
     }
 
     /// An optional time: RFC 3339, or a date (`2026-11-30`, meaning its UTC midnight).
@@ -258,8 +264,10 @@ pub struct RecordParams {
     /// Same as `api_key_id` (when that is absent).
     pub key_id: Option<Uuid>,
     /// Empty is the same as absent.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub model: Option<String>,
     /// Empty is the same as absent.
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub provider: Option<String>,
     pub request_id: Option<Uuid>,
     /// Records created at or after this time (RFC 3339, or `YYYY-MM-DD` for its UTC midnight).
@@ -281,8 +289,8 @@ impl RecordParams {
                 Some(k) => Some(k),
                 None => query.uuid("key_id")?,
             },
-            model: query.text("model"),
-            provider: query.text("provider"),
+            model: query.text("model")?,
+            provider: query.text("provider")?,
             request_id: query.uuid("request_id")?,
             from: query.time("from")?,
             to: query.time("to")?,
