@@ -183,8 +183,9 @@ all.values = [$(list "${ORGS[@]}" "${PROJECTS[@]}" "${USERS[@]}" "${KEYS[@]}" "$
 TOML
 
     local status=0
+    # In $DATA, so that schemathesis's cache (.schemathesis/) stays out of the tree.
     # shellcheck disable=SC2086 # EXTRA is split on purpose
-    "$VENV/bin/schemathesis" --config-file "$DATA/schemathesis.toml" run "$ADMIN/openapi.json" \
+    (cd "$DATA" && "$VENV/bin/schemathesis" --config-file "$DATA/schemathesis.toml" run "$ADMIN/openapi.json" \
         --header "Authorization: Bearer $TOKEN" \
         --checks "$CHECKS" \
         --phases "$PHASES" \
@@ -192,7 +193,7 @@ TOML
         ${SEED:+--seed "$SEED"} \
         --request-timeout 10 \
         --report junit --report-dir "$DATA/report" \
-        ${EXTRA:-} || status=$?
+        ${EXTRA:-}) || status=$?
     if [ "$status" != 0 ]; then
         log "$backend: schemathesis found problems (exit $status); tollgate's warnings:"
         grep -E 'ERROR|WARN' "$DATA/tollgate.log" | tail -20 >&2 || true
