@@ -17,7 +17,9 @@
 //! - [`store`] is the storage seam: SQLite (embedded default) or PostgreSQL (several
 //!   replicas), one migration set each under migrations/; [`invalidation`] carries admin
 //!   writes made elsewhere (NOTIFY/LISTEN, or polling on SQLite) into the caches.
-//! - [`admin`] is the admin API; [`cli`] the same operations from the command line;
+//! - [`admin`] is the admin API (one annotated handler per operation; its router and
+//!   `/openapi.json` come from the same description); [`cli`] the same operations from
+//!   the command line;
 //!   [`metrics`] what the admin listener's `/metrics` shows (Prometheus).
 //! - [`config`] turns the TOML file into a validated [`config::Config`]; [`app`] wires
 //!   everything together and runs until a signal.

@@ -147,6 +147,10 @@ async fn refused_admin_requests_do_not_empty_the_caches() {
         assert_eq!(send(&client(), unauthenticated).await.status, 401);
         assert_eq!(app.admin("POST", "/x", Some(json!({}))).await.status, 404);
         assert_eq!(app.admin("POST", "/v1/budgets", Some(json!({"scope": "team"}))).await.status, 400);
+        // Writes to the service routes are no writes at all.
+        for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+            assert_eq!(app.admin("POST", path, Some(json!({}))).await.status, 405, "{path}");
+        }
     }
     assert_eq!(
         send(&client(), openai_post(&url, &s.key, "{}")).await.status,
