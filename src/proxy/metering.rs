@@ -125,7 +125,12 @@ fn asks_audio(modalities: Option<&serde_json::Value>) -> bool {
 
 /// Reads the facts from a request body and path; a body that is not JSON yields none.
 pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
-    let raw: Option<RawFacts> = serde_json::from_slice(body).ok();
+    // A key given twice is an error for a struct, but the providers' parsers take the
+    // last value: read such a body the slow way, as they do, rather than as no facts.
+    let raw: Option<RawFacts> = serde_json::from_slice(body).ok().or_else(|| {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        serde_json::from_value(value).ok()
+    });
     let text = |v: Option<serde_json::Value>| v.and_then(|v| v.as_str().map(str::to_owned));
     let mut facts = match raw {
         Some(r) => {
@@ -465,6 +470,17 @@ mod props;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_counts_as_its_last_value_like_the_providers_read_it() {
+        let f = request_facts(
+            Api::ChatCompletions,
+            "/v1/chat/completions",
+            br#"{"model":"gpt-4o-mini","stream":false,"messages":[],"model":"gpt-4o","stream":true}"#,
+        );
+        assert_eq!(f.model.as_deref(), Some("gpt-4o"));
+        assert!(f.stream);
+    }
 
     #[test]
     fn facts_come_from_the_body_or_the_gemini_path() {
