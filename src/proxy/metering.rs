@@ -302,7 +302,19 @@ impl Pending {
     /// Journals the request before it leaves, so even a crash cannot lose its record. On
     /// failure it must not be sent: nothing is recorded and its reservation is returned.
     pub fn journaled(mut self) -> Result<Pending, JournalError> {
-        let admitted = Admitted {
+        let admitted = self.admitted();
+        match self.metering.ledger.admitted(admitted) {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.settled = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// What the journal (and the cost record) knows of this request before its answer.
+    fn admitted(&self) -> Admitted {
+        Admitted {
             request_id: self.request_id,
             created_at: self.created_at,
             organization_id: self.identity.organization_id,
@@ -314,13 +326,6 @@ impl Pending {
             model: self.facts.model.clone(),
             request_bytes: self.request_bytes,
             streamed: self.facts.stream,
-        };
-        match self.metering.ledger.admitted(admitted) {
-            Ok(()) => Ok(self),
-            Err(e) => {
-                self.settled = true;
-                Err(e)
-            }
         }
     }
 
@@ -380,36 +385,16 @@ impl Pending {
         if observation.is_some_and(|o| o.end != End::Complete) {
             tracing::info!(request_id = %self.request_id, usage_source = source.as_str(), "response ended early");
         }
-        let field = |f: fn(&Usage) -> u64| usage.as_ref().map(f);
-        CostRecord {
-            id: Uuid::now_v7(),
-            request_id: self.request_id,
-            created_at: self.created_at,
-            organization_id: self.identity.organization_id,
-            project_id: self.identity.project_id,
-            user_id: self.identity.user_id,
-            api_key_id: self.identity.api_key_id,
-            provider: self.provider.clone(),
+        let outcome = Outcome {
             model,
-            endpoint: self.endpoint.clone(),
-            input_tokens: field(|u| u.input_tokens),
-            cached_input_tokens: field(|u| u.cached_input_tokens),
-            cache_write_tokens: field(|u| u.cache_write_tokens),
-            output_tokens: field(|u| u.output_tokens),
-            reasoning_tokens: field(|u| u.reasoning_tokens),
-            cost_usd: cost,
+            usage: usage.as_ref(),
+            cost,
+            priced: price.is_some(),
             status_code: status,
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            streamed: self.facts.stream,
             usage_source: source,
-            priced: price.is_some(),
-            service_tier: usage.as_ref().and_then(|u| u.service_tier.clone()),
-            inference_geo: usage.as_ref().and_then(|u| u.inference_geo.clone()),
-            audio_input_tokens: usage.as_ref().and_then(|u| u.audio_input_tokens),
-            audio_output_tokens: usage.as_ref().and_then(|u| u.audio_output_tokens),
-            web_search_requests: usage.as_ref().and_then(|u| u.web_search_requests),
-            web_fetch_requests: usage.as_ref().and_then(|u| u.web_fetch_requests),
-        }
+        };
+        cost_record(self.admitted(), outcome)
     }
 
     /// tollgate's own estimate when the provider reported nothing: input from the request
@@ -426,42 +411,69 @@ impl Pending {
     }
 }
 
+/// What a request came to, for its cost record.
+struct Outcome<'a> {
+    model: Option<String>,
+    usage: Option<&'a Usage>,
+    cost: Decimal,
+    priced: bool,
+    status_code: u16,
+    latency_ms: u64,
+    usage_source: UsageSource,
+}
+
+/// The one place a cost record is made: who asked what (from the admission) and what it
+/// came to. Counts are null when nothing could be metered.
+fn cost_record(a: Admitted, o: Outcome<'_>) -> CostRecord {
+    let usage = o.usage;
+    let field = |f: fn(&Usage) -> u64| usage.map(f);
+    CostRecord {
+        id: Uuid::now_v7(),
+        request_id: a.request_id,
+        created_at: a.created_at,
+        organization_id: a.organization_id,
+        project_id: a.project_id,
+        user_id: a.user_id,
+        api_key_id: a.api_key_id,
+        provider: a.provider,
+        model: o.model,
+        endpoint: a.endpoint,
+        input_tokens: field(|u| u.input_tokens),
+        cached_input_tokens: field(|u| u.cached_input_tokens),
+        cache_write_tokens: field(|u| u.cache_write_tokens),
+        output_tokens: field(|u| u.output_tokens),
+        reasoning_tokens: field(|u| u.reasoning_tokens),
+        cost_usd: o.cost,
+        status_code: o.status_code,
+        latency_ms: o.latency_ms,
+        streamed: a.streamed,
+        usage_source: o.usage_source,
+        priced: o.priced,
+        service_tier: usage.and_then(|u| u.service_tier.clone()),
+        inference_geo: usage.and_then(|u| u.inference_geo.clone()),
+        audio_input_tokens: usage.and_then(|u| u.audio_input_tokens),
+        audio_output_tokens: usage.and_then(|u| u.audio_output_tokens),
+        web_search_requests: usage.and_then(|u| u.web_search_requests),
+        web_fetch_requests: usage.and_then(|u| u.web_fetch_requests),
+    }
+}
+
 /// The record of a request a previous process admitted and never settled (it died
 /// mid-request): estimated from the request's size and model, status 0, since the
 /// provider may still bill it.
 pub fn unsettled_record(admitted: &Admitted, prices: &PriceList) -> CostRecord {
     let usage = Usage { input_tokens: admitted.request_bytes.div_ceil(4), ..Usage::default() };
     let price = admitted.model.as_deref().and_then(|m| prices.resolve(&admitted.provider, m));
-    CostRecord {
-        id: Uuid::now_v7(),
-        request_id: admitted.request_id,
-        created_at: admitted.created_at,
-        organization_id: admitted.organization_id,
-        project_id: admitted.project_id,
-        user_id: admitted.user_id,
-        api_key_id: admitted.api_key_id,
-        provider: admitted.provider.clone(),
+    let outcome = Outcome {
         model: admitted.model.clone(),
-        endpoint: admitted.endpoint.clone(),
-        input_tokens: Some(usage.input_tokens),
-        cached_input_tokens: Some(0),
-        cache_write_tokens: Some(0),
-        output_tokens: Some(0),
-        reasoning_tokens: Some(0),
-        cost_usd: price.as_ref().map_or(Decimal::ZERO, |p| p.price.cost(&usage)),
+        usage: Some(&usage),
+        cost: price.as_ref().map_or(Decimal::ZERO, |p| p.cost(&usage)),
+        priced: price.is_some(),
         status_code: 0,
         latency_ms: 0,
-        streamed: admitted.streamed,
         usage_source: UsageSource::Estimated,
-        priced: price.is_some(),
-        // Nothing was reported: no tier, geo, audio or tool calls are known.
-        service_tier: None,
-        inference_geo: None,
-        audio_input_tokens: None,
-        audio_output_tokens: None,
-        web_search_requests: None,
-        web_fetch_requests: None,
-    }
+    };
+    cost_record(admitted.clone(), outcome)
 }
 
 #[cfg(test)]
