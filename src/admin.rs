@@ -6,6 +6,7 @@
 //! operations that description lists.
 
 pub mod budgets;
+pub mod dashboard;
 pub mod entities;
 pub mod keys;
 pub mod openapi;
@@ -131,7 +132,10 @@ fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBo
 
 /// Serves one admin request.
 pub async fn handle(state: Arc<AdminState>, request: Request<Incoming>) -> Response<ProxyBody> {
-    let writes = request.method() != Method::GET && request.method() != Method::HEAD;
+    // Signing in to or out of the dashboard changes nothing the caches hold.
+    let writes = request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && !request.uri().path().starts_with("/dashboard/");
     let result = route(&state, request).await;
     if writes && may_have_written(&result) {
         // Also when the write failed half way (committed, then an error): a stale cache
@@ -159,7 +163,9 @@ fn may_have_written(result: &Reply) -> bool {
     }
 }
 
-fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
+/// Whether the request carries the admin token, or (where the operation takes one) a
+/// dashboard session made with it.
+fn authorized(state: &AdminState, request: &Request<Incoming>, session: bool) -> bool {
     let Some(expected) = &state.token else { return true };
     let presented = request
         .headers()
@@ -167,7 +173,12 @@ fn authorized(state: &AdminState, request: &Request<Incoming>) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return true;
+    }
+    session
+        && dashboard::session::from_headers(request.headers())
+            .is_some_and(|cookie| dashboard::session::valid(cookie, expected, chrono::Utc::now()))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, AdminError> {
@@ -228,6 +239,10 @@ pub static HANDLERS: &[(&str, Handler)] = handlers![
     service::openapi_json,
     service::metrics,
     service::metrics_head,
+    dashboard::dashboard,
+    dashboard::dashboard_login_form,
+    dashboard::dashboard_login,
+    dashboard::dashboard_logout,
 ];
 
 /// The router over the description, built once.
@@ -250,9 +265,11 @@ async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
         Err(AdminError::MethodNotAllowed { .. }) => router().public_at(path),
         Err(_) => false,
     };
-    let authorized = authorized(state, &request);
+    let session = found.as_ref().is_ok_and(|m| m.route.session);
+    let authorized = authorized(state, &request, session);
     if !public && !authorized {
-        return Err(AdminError::Unauthorized);
+        // A page answers with the login form, the JSON API with a JSON error.
+        return if session { Ok(dashboard::unauthorized()) } else { Err(AdminError::Unauthorized) };
     }
     let found = found?;
     let id = found.id()?;

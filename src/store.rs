@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 pub use model::*;
 pub use postgres::{LeaseGrant, LeaseWindow, PgStore, ADMIN_CHANNEL};
+pub use rollup::DayRow;
 pub use sqlite::SqliteStore;
 pub use windows::{window_costs, WindowMove, Written};
 
@@ -182,20 +183,39 @@ impl Store {
     /// Spend grouped as asked, with exact sums: whole hours from the hourly rollup, the
     /// partial hours at the ends of the range from the records (see [`rollup::split`]).
     pub async fn spend(&self, filter: &RecordFilter, group_by: GroupBy) -> Result<Vec<SpendRow>, StoreError> {
+        Ok(self.spend_rows(filter, group_by, false).await?.into_iter().map(|r| r.row).collect())
+    }
+
+    /// The same sums per day (UTC) and group, in day then group order: one pass over the
+    /// same rows as [`Store::spend`] (the dashboard's chart and table come from it).
+    pub async fn spend_by_day(
+        &self,
+        filter: &RecordFilter,
+        group_by: GroupBy,
+    ) -> Result<Vec<DayRow>, StoreError> {
+        self.spend_rows(filter, group_by, true).await
+    }
+
+    async fn spend_rows(
+        &self,
+        filter: &RecordFilter,
+        group_by: GroupBy,
+        by_day: bool,
+    ) -> Result<Vec<DayRow>, StoreError> {
         let mut groups = std::collections::BTreeMap::new();
         for (part, source) in rollup::split(filter) {
             let rows = match &self.0 {
-                Backend::Sqlite(s) => s.spend_from(&part, group_by, source).await,
-                Backend::Postgres(s) => s.spend_from(&part, group_by, source).await,
+                Backend::Sqlite(s) => s.spend_from(&part, group_by, by_day, source).await,
+                Backend::Postgres(s) => s.spend_from(&part, group_by, by_day, source).await,
             };
             let rows = self.counted("spend", rows)?;
             rollup::merge(&mut groups, rows);
         }
         Ok(groups
-            .into_values()
-            .map(|mut row| {
+            .into_iter()
+            .map(|((day, _), mut row)| {
                 row.cost_usd = row.cost_usd.normalize();
-                row
+                DayRow { day, row }
             })
             .collect())
     }
@@ -320,6 +340,8 @@ delegate! {
     fn window_spend(&self, scope_id: Uuid, period: crate::window::Period, window_start: DateTime<Utc>) -> rust_decimal::Decimal;
     /// Cost records matching a filter, paged by id.
     fn list_cost_records(&self, filter: &RecordFilter, page: &PageRequest) -> Page<CostRecord>;
+    /// The newest cost records matching a filter, newest first.
+    fn latest_cost_records(&self, filter: &RecordFilter, limit: u32) -> Vec<CostRecord>;
 }
 
 /// Drops any password from a database URL before it is shown.

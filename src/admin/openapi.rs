@@ -6,12 +6,12 @@ use std::sync::LazyLock;
 
 use serde::Serialize;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::{budgets, entities, keys, reports, service};
+use super::{budgets, dashboard, entities, keys, reports, service};
 
 /// The name of the bearer-token security scheme (the `security` attributes spell it out).
 pub const BEARER: &str = "admin_token";
@@ -64,6 +64,10 @@ const USD_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
         service::openapi_json,
         service::metrics,
         service::metrics_head,
+        dashboard::dashboard,
+        dashboard::dashboard_login_form,
+        dashboard::dashboard_login,
+        dashboard::dashboard_logout,
     ),
     components(
         schemas(ErrorBody, ErrorDetail),
@@ -77,6 +81,8 @@ const USD_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
         (name = "budgets", description = "Budgets, alert thresholds and fired alerts"),
         (name = "reports", description = "Spend reports and cost records"),
         (name = "service", description = "Health, metrics and this description (no token needed on loopback)"),
+        (name = "dashboard", description = "HTML pages for people: spend, budgets, requests, alerts \
+            (the admin token, or the session cookie its login form sets)"),
     )
 )]
 pub struct ApiDoc;
@@ -95,6 +101,13 @@ impl Modify for BearerToken {
                     .description(Some("The `[admin] token` of the configuration"))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            dashboard::session::SCHEME,
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                dashboard::session::COOKIE,
+                "The dashboard's session, set by `POST /dashboard/login` (HttpOnly; 12 hours)",
+            ))),
         );
     }
 }

@@ -56,6 +56,8 @@ pub struct Route {
     pub operation_id: String,
     /// The operation documents no security requirement: no token is needed.
     pub public: bool,
+    /// The operation also takes a dashboard session cookie instead of the token.
+    pub session: bool,
     /// `None` where the template has a parameter.
     segments: Vec<Option<String>>,
 }
@@ -105,11 +107,15 @@ impl Router {
                     Some(own) => !has_requirement(Some(own)),
                     None => !secured_by_default,
                 };
+                let session = operation.get("security").and_then(|s| s.as_array()).is_some_and(|list| {
+                    list.iter().any(|r| r.get(super::dashboard::session::SCHEME).is_some())
+                });
                 let route = Route {
                     method,
                     path: path.clone(),
                     operation_id: operation_id.to_owned(),
                     public,
+                    session,
                     segments: segments(path)
                         .map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned()))
                         .collect(),

@@ -136,10 +136,18 @@ pub fn split(filter: &RecordFilter) -> Vec<(RecordFilter, Source)> {
     parts
 }
 
-/// Adds report rows into `groups` (keyed by group; `None` sorts first, strings bytewise).
-pub fn merge(groups: &mut BTreeMap<Option<String>, SpendRow>, rows: Vec<SpendRow>) {
-    for row in rows {
-        match groups.get_mut(&row.group) {
+/// One group's sums on one day (UTC), or over the whole range when `day` is `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    pub day: Option<String>,
+    pub row: SpendRow,
+}
+
+/// Adds report rows into `groups`, keyed by (day, group): `None` sorts first, strings
+/// bytewise.
+pub fn merge(groups: &mut BTreeMap<(Option<String>, Option<String>), SpendRow>, rows: Vec<DayRow>) {
+    for DayRow { day, row } in rows {
+        match groups.get_mut(&(day.clone(), row.group.clone())) {
             Some(g) => {
                 g.requests += row.requests;
                 g.input_tokens += row.input_tokens;
@@ -147,7 +155,7 @@ pub fn merge(groups: &mut BTreeMap<Option<String>, SpendRow>, rows: Vec<SpendRow
                 g.cost_usd += row.cost_usd;
             }
             None => {
-                groups.insert(row.group.clone(), row);
+                groups.insert((day, row.group.clone()), row);
             }
         }
     }

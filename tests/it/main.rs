@@ -8,6 +8,7 @@ mod auth;
 mod budgets;
 mod cli;
 mod contract;
+mod dashboard;
 mod db;
 mod factory;
 mod journal;

@@ -10,7 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{decimal_col, leases, push_page, PgStore};
-use crate::store::rollup::{self, Source};
+use crate::store::rollup::{self, DayRow, Source};
 use crate::store::windows::{self, WindowKey};
 use crate::store::{page, to_i64};
 use crate::store::{
@@ -283,8 +283,9 @@ impl PgStore {
         &self,
         filter: &RecordFilter,
         group_by: GroupBy,
+        by_day: bool,
         source: Source,
-    ) -> Result<Vec<SpendRow>, StoreError> {
+    ) -> Result<Vec<DayRow>, StoreError> {
         let (table, time_col, counts) = match source {
             Source::Records => ("ai_cost_records", "created_at", "count(*)"),
             Source::Hourly => ("ai_spend_hourly", "hour_start", "coalesce(sum(requests), 0)::BIGINT"),
@@ -301,26 +302,43 @@ impl PgStore {
         };
         // COLLATE "C" orders groups bytewise, as the SQLite side's BTreeMap of strings
         // does; the database's default collation may not.
+        let day_col = if by_day { day.as_str() } else { "NULL::text" };
         let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT ({key}) COLLATE \"C\" AS grp, {counts} AS requests,
+            "SELECT ({key}) COLLATE \"C\" AS grp, {day_col} AS day, {counts} AS requests,
                 coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
                 coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
                 coalesce(sum(cost_usd), 0) AS cost_usd
              FROM {table}"
         ));
         push_filter(&mut q, filter, time_col);
-        q.push(" GROUP BY 1 ORDER BY 1 NULLS FIRST");
+        q.push(" GROUP BY 1, 2 ORDER BY 2, 1 NULLS FIRST");
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
-                Ok(SpendRow {
-                    group: row.try_get("grp")?,
-                    requests: u64_col(row, "requests")?,
-                    input_tokens: u64_col(row, "input_tokens")?,
-                    output_tokens: u64_col(row, "output_tokens")?,
-                    cost_usd: decimal_col(row, "cost_usd")?,
+                Ok(DayRow {
+                    day: row.try_get("day")?,
+                    row: SpendRow {
+                        group: row.try_get("grp")?,
+                        requests: u64_col(row, "requests")?,
+                        input_tokens: u64_col(row, "input_tokens")?,
+                        output_tokens: u64_col(row, "output_tokens")?,
+                        cost_usd: decimal_col(row, "cost_usd")?,
+                    },
                 })
             })
             .collect()
+    }
+
+    /// The newest cost records matching a filter, newest first.
+    pub async fn latest_cost_records(
+        &self,
+        filter: &RecordFilter,
+        limit: u32,
+    ) -> Result<Vec<CostRecord>, StoreError> {
+        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM ai_cost_records");
+        push_filter(&mut q, filter, "created_at");
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(cost_record).collect()
     }
 }

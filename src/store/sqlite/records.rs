@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{opt_uuid_col, ts_col, uuid_col, SqliteStore};
-use crate::store::rollup::{self, Source};
+use crate::store::rollup::{self, DayRow, Source};
 use crate::store::to_i64;
 use crate::store::windows;
 use crate::store::{
@@ -305,8 +305,9 @@ impl SqliteStore {
         &self,
         filter: &RecordFilter,
         group_by: GroupBy,
+        by_day: bool,
         source: Source,
-    ) -> Result<Vec<SpendRow>, StoreError> {
+    ) -> Result<Vec<DayRow>, StoreError> {
         let (table, time_col, counts) = match source {
             Source::Records => ("ai_cost_records", "created_at", "1"),
             Source::Hourly => ("ai_spend_hourly", "hour_start", "requests"),
@@ -320,18 +321,23 @@ impl SqliteStore {
             GroupBy::Provider => "provider",
             GroupBy::Day => time_col,
         };
+        let day_col = if by_day { time_col } else { "NULL" };
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {key_col} AS grp, {counts} AS requests, input_tokens, output_tokens, cost_usd FROM {table}"
+            "SELECT {key_col} AS grp, {day_col} AS day, {counts} AS requests, input_tokens, output_tokens, \
+             cost_usd FROM {table}"
         ));
         push_filter(&mut q, filter, time_col);
-        let mut groups: BTreeMap<Option<String>, SpendRow> = BTreeMap::new();
+        // Times are stored as RFC 3339 text: the day is its first ten characters.
+        let day_of = |t: Option<String>| t.map(|t| t.chars().take(10).collect::<String>());
+        let mut groups: BTreeMap<(Option<String>, Option<String>), SpendRow> = BTreeMap::new();
         let mut rows = q.build().fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
             let mut group: Option<String> = row.try_get("grp")?;
             if group_by == GroupBy::Day {
-                group = group.map(|g| g.chars().take(10).collect());
+                group = day_of(group);
             }
-            let entry = groups.entry(group.clone()).or_insert_with(|| SpendRow {
+            let day = day_of(row.try_get("day")?);
+            let entry = groups.entry((day, group.clone())).or_insert_with(|| SpendRow {
                 group,
                 requests: 0,
                 input_tokens: 0,
@@ -343,6 +349,19 @@ impl SqliteStore {
             entry.output_tokens += opt_u64(&row, "output_tokens")?.unwrap_or(0);
             entry.cost_usd += decimal_col(&row, "cost_usd")?;
         }
-        Ok(groups.into_values().collect())
+        Ok(groups.into_iter().map(|((day, _), row)| DayRow { day, row }).collect())
+    }
+
+    /// The newest cost records matching a filter, newest first.
+    pub async fn latest_cost_records(
+        &self,
+        filter: &RecordFilter,
+        limit: u32,
+    ) -> Result<Vec<CostRecord>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM ai_cost_records");
+        push_filter(&mut q, filter, "created_at");
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(cost_record).collect()
     }
 }

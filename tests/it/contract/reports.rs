@@ -7,13 +7,15 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use rust_decimal::Decimal;
-use tollgate::store::{self, CostRecord, GroupBy, PoolSettings, RecordFilter, SpendRow};
+use tollgate::store::{self, CostRecord, DayRow, GroupBy, PoolSettings, RecordFilter, SpendRow};
 
 use crate::contract::contract_tests;
 use crate::factory::{at, cost_record, Factory};
 
 contract_tests!(
     reports_equal_the_records_for_any_range_filter_and_grouping,
+    reports_by_day_equal_the_records_for_any_range_filter_and_grouping,
+    the_latest_records_come_newest_first,
     a_database_with_records_gets_its_rollup_filled,
     report_queries_are_served_by_indexes,
 );
@@ -164,6 +166,67 @@ async fn reports_equal_the_records_for_any_range_filter_and_grouping(f: Factory)
         }
     }
     assert!(compared > 100, "the cases compare something: {compared} rows");
+}
+
+/// The records matching a filter (the oracle's selection).
+fn matching(records: &[CostRecord], f: &RecordFilter) -> Vec<CostRecord> {
+    records
+        .iter()
+        .filter(|r| {
+            f.organization_id.is_none_or(|v| v == r.organization_id)
+                && f.project_id.is_none_or(|v| v == r.project_id)
+                && f.user_id.is_none_or(|v| v == r.user_id)
+                && f.api_key_id.is_none_or(|v| Some(v) == r.api_key_id)
+                && f.request_id.is_none_or(|v| v == r.request_id)
+                && f.model.as_ref().is_none_or(|v| Some(v) == r.model.as_ref())
+                && f.provider.as_ref().is_none_or(|v| *v == r.provider)
+                && f.from.is_none_or(|v| r.created_at >= v)
+                && f.to.is_none_or(|v| r.created_at < v)
+        })
+        .cloned()
+        .collect()
+}
+
+async fn reports_by_day_equal_the_records_for_any_range_filter_and_grouping(f: Factory) {
+    let records = scattered_records(&f).await;
+    let mut compared = 0;
+    for filter in filters(&records) {
+        for group_by in GROUPINGS {
+            // The oracle: the plain report of each day's records, day by day.
+            let selected = matching(&records, &filter);
+            let mut days: Vec<String> =
+                selected.iter().map(|r| r.created_at.format("%Y-%m-%d").to_string()).collect();
+            days.sort();
+            days.dedup();
+            let mut want = Vec::new();
+            for day in days {
+                let of_day: Vec<CostRecord> = selected
+                    .iter()
+                    .filter(|r| r.created_at.format("%Y-%m-%d").to_string() == day)
+                    .cloned()
+                    .collect();
+                for row in expected(&of_day, &RecordFilter::default(), group_by) {
+                    want.push(DayRow { day: Some(day.clone()), row });
+                }
+            }
+            let got = f.store.spend_by_day(&filter, group_by).await.unwrap();
+            assert_eq!(got, want, "{filter:?} by {group_by:?}");
+            compared += got.len();
+        }
+    }
+    assert!(compared > 300, "the cases compare something: {compared} rows");
+}
+
+async fn the_latest_records_come_newest_first(f: Factory) {
+    let records = scattered_records(&f).await;
+    for filter in filters(&records) {
+        let mut want = matching(&records, &filter);
+        want.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        want.truncate(25);
+        let got = f.store.latest_cost_records(&filter, 25).await.unwrap();
+        let ids = |v: &[CostRecord]| v.iter().map(|r| r.request_id).collect::<Vec<_>>();
+        assert_eq!(ids(&got), ids(&want), "{filter:?}");
+    }
 }
 
 async fn a_database_with_records_gets_its_rollup_filled(f: Factory) {

@@ -1,0 +1,375 @@
+//! What a dashboard page shows, read from the store: one spend-by-day report (the same
+//! rollup-backed query as `GET /v1/spend`, so it stays fast however many records there
+//! are), the budgets it touches, the newest records and the fired alerts, with the names
+//! of what they refer to.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::super::requests::Query;
+use super::super::{AdminError, AdminState};
+use crate::budget::BudgetStatus;
+use crate::store::{Alert, CostRecord, DayRow, GroupBy, RecordFilter, Scope, SpendRow, StoreError};
+
+/// The longest range a page draws (days).
+pub const MAX_DAYS: i64 = 366;
+/// Days shown when the page names no range.
+pub const DEFAULT_DAYS: i64 = 30;
+/// Groups drawn one by one in the chart; the rest are summed as "other".
+pub const CHART_SERIES: usize = 5;
+/// Groups listed in the table; the rest are summed in one line.
+pub const TABLE_ROWS: usize = 100;
+/// Newest records listed.
+pub const LATEST: u32 = 25;
+/// Newest fired alerts listed.
+pub const ALERTS: usize = 20;
+
+/// The groupings the page offers.
+pub const GROUPINGS: [(GroupBy, &str); 5] = [
+    (GroupBy::Organization, "organization"),
+    (GroupBy::Project, "project"),
+    (GroupBy::User, "user"),
+    (GroupBy::Model, "model"),
+    (GroupBy::Provider, "provider"),
+];
+
+/// What the page was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// First day, UTC.
+    pub from: NaiveDate,
+    /// Last day, inclusive.
+    pub to: NaiveDate,
+    pub group_by: GroupBy,
+    pub organization_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+    pub model: Option<String>,
+}
+
+impl Params {
+    /// Reads the query; `today` fills the defaults (the last [`DEFAULT_DAYS`] days).
+    pub fn read(query: &Query, today: NaiveDate) -> Result<Params, AdminError> {
+        let date = |name: &str| -> Result<Option<NaiveDate>, AdminError> {
+            match query.text(name)? {
+                None => Ok(None),
+                Some(v) => NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                    .map(Some)
+                    .map_err(|_| AdminError::field(name, "must be a YYYY-MM-DD date")),
+            }
+        };
+        let to = date("to")?.unwrap_or(today);
+        let from = date("from")?.unwrap_or(to - TimeDelta::days(DEFAULT_DAYS - 1));
+        if from > to {
+            return Err(AdminError::field("from", "must not be after to"));
+        }
+        if (to - from).num_days() >= MAX_DAYS {
+            return Err(AdminError::field("from", format!("the range is at most {MAX_DAYS} days")));
+        }
+        let group_by = match query.text("group_by")? {
+            None => GroupBy::Project,
+            Some(v) => GROUPINGS.iter().find(|(_, name)| *name == v).map(|(g, _)| *g).ok_or_else(|| {
+                AdminError::field("group_by", "must be organization, project, user, model or provider")
+            })?,
+        };
+        Ok(Params {
+            from,
+            to,
+            group_by,
+            organization_id: query.uuid("organization_id")?,
+            project_id: query.uuid("project_id")?,
+            user_id: query.uuid("user_id")?,
+            model: query.text("model")?,
+        })
+    }
+
+    /// The records these parameters select.
+    pub fn filter(&self) -> RecordFilter {
+        RecordFilter {
+            organization_id: self.organization_id,
+            project_id: self.project_id,
+            user_id: self.user_id,
+            model: self.model.clone(),
+            from: Some(midnight(self.from)),
+            to: Some(midnight(self.to + TimeDelta::days(1))),
+            ..RecordFilter::default()
+        }
+    }
+
+    /// Every day of the range.
+    pub fn days(&self) -> Vec<NaiveDate> {
+        self.from.iter_days().take_while(|d| *d <= self.to).collect()
+    }
+
+    /// The grouping's name as the query spells it.
+    pub fn group_name(&self) -> &'static str {
+        GROUPINGS.iter().find(|(g, _)| *g == self.group_by).map_or("project", |(_, n)| n)
+    }
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// One line of the chart: a group's spend per day of the range.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub label: String,
+    pub per_day: Vec<Decimal>,
+}
+
+/// One group of the table.
+#[derive(Debug, Clone)]
+pub struct GroupLine {
+    /// The group's key (an id, a model or provider name); `None` for records without one.
+    pub key: Option<String>,
+    pub label: String,
+    pub sums: SpendRow,
+}
+
+/// A budget with the name of what it limits.
+#[derive(Debug, Clone)]
+pub struct BudgetLine {
+    pub status: BudgetStatus,
+    pub scope_name: String,
+}
+
+/// A fired alert with its budget's description.
+#[derive(Debug, Clone)]
+pub struct AlertLine {
+    pub alert: Alert,
+    pub budget: String,
+}
+
+/// A record with the names of its project and user.
+#[derive(Debug, Clone)]
+pub struct RecordLine {
+    pub record: CostRecord,
+    pub project: String,
+    pub user: String,
+}
+
+/// Everything a page shows.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub params: Params,
+    pub days: Vec<NaiveDate>,
+    pub total: SpendRow,
+    pub series: Vec<Series>,
+    pub groups: Vec<GroupLine>,
+    /// Groups beyond [`TABLE_ROWS`], summed (their count and sums).
+    pub rest: Option<(usize, SpendRow)>,
+    pub budgets: Vec<BudgetLine>,
+    pub latest: Vec<RecordLine>,
+    pub alerts: Vec<AlertLine>,
+    /// The name of each filter that is set, for the page's heading.
+    pub filters: Vec<(&'static str, String)>,
+}
+
+fn zero(group: Option<String>) -> SpendRow {
+    SpendRow { group, requests: 0, input_tokens: 0, output_tokens: 0, cost_usd: Decimal::ZERO }
+}
+
+fn add(into: &mut SpendRow, row: &SpendRow) {
+    into.requests += row.requests;
+    into.input_tokens += row.input_tokens;
+    into.output_tokens += row.output_tokens;
+    into.cost_usd += row.cost_usd;
+}
+
+impl View {
+    /// Reads what `params` asks for.
+    pub async fn load(state: &AdminState, params: Params) -> Result<View, AdminError> {
+        let filter = params.filter();
+        let days = params.days();
+        let rows = state.store.spend_by_day(&filter, params.group_by).await?;
+        let mut names = Names::new(state);
+
+        let (total, groups) = fold(&rows);
+        let series = series(&rows, &groups, &days, &mut names, params.group_by).await?;
+        let mut lines = Vec::with_capacity(groups.len().min(TABLE_ROWS));
+        for sums in groups.iter().take(TABLE_ROWS) {
+            let label = names.group(params.group_by, sums.group.as_deref()).await?;
+            lines.push(GroupLine { key: sums.group.clone(), label, sums: sums.clone() });
+        }
+        let rest = (groups.len() > TABLE_ROWS).then(|| {
+            let mut sum = zero(None);
+            groups[TABLE_ROWS..].iter().for_each(|g| add(&mut sum, g));
+            (groups.len() - TABLE_ROWS, sum)
+        });
+
+        let ids_only = RecordFilter {
+            organization_id: params.organization_id,
+            project_id: params.project_id,
+            user_id: params.user_id,
+            ..RecordFilter::default()
+        };
+        let mut budgets = Vec::new();
+        for status in super::super::budget_use(state, &ids_only).await? {
+            let scope_name = names.qualified(status.budget.scope, status.budget.scope_id).await?;
+            budgets.push(BudgetLine { status, scope_name });
+        }
+
+        let mut latest = Vec::new();
+        for record in state.store.latest_cost_records(&filter, LATEST).await? {
+            let project = names.of(Scope::Project, record.project_id).await?;
+            let user = names.of(Scope::User, record.user_id).await?;
+            latest.push(RecordLine { record, project, user });
+        }
+
+        let shown: HashMap<Uuid, String> = budgets
+            .iter()
+            .map(|b| (b.status.budget.id, format!("{} {}", b.status.budget.scope.as_str(), b.scope_name)))
+            .collect();
+        let mut fired = state.store.list_alerts(None).await?;
+        fired.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        let alerts = fired
+            .into_iter()
+            .filter_map(|alert| {
+                shown.get(&alert.budget_id).map(|budget| AlertLine { budget: budget.clone(), alert })
+            })
+            .take(ALERTS)
+            .collect();
+
+        let mut filters = Vec::new();
+        if let Some(id) = params.organization_id {
+            filters.push(("organization", names.of(Scope::Organization, id).await?));
+        }
+        if let Some(id) = params.project_id {
+            filters.push(("project", names.of(Scope::Project, id).await?));
+        }
+        if let Some(id) = params.user_id {
+            filters.push(("user", names.of(Scope::User, id).await?));
+        }
+        if let Some(model) = &params.model {
+            filters.push(("model", model.clone()));
+        }
+        Ok(View { params, days, total, series, groups: lines, rest, budgets, latest, alerts, filters })
+    }
+}
+
+/// The range's total and each group's sums, dearest first.
+fn fold(rows: &[DayRow]) -> (SpendRow, Vec<SpendRow>) {
+    let mut total = zero(None);
+    let mut by_group: BTreeMap<Option<&str>, SpendRow> = BTreeMap::new();
+    for DayRow { row, .. } in rows {
+        add(&mut total, row);
+        add(by_group.entry(row.group.as_deref()).or_insert_with(|| zero(row.group.clone())), row);
+    }
+    let mut groups: Vec<SpendRow> = by_group.into_values().collect();
+    groups.sort_by(|a, b| b.cost_usd.cmp(&a.cost_usd).then_with(|| a.group.cmp(&b.group)));
+    (total, groups)
+}
+
+/// The chart's lines: the dearest groups one by one, the others summed.
+async fn series(
+    rows: &[DayRow],
+    groups: &[SpendRow],
+    days: &[NaiveDate],
+    names: &mut Names<'_>,
+    group_by: GroupBy,
+) -> Result<Vec<Series>, AdminError> {
+    let own = if groups.len() <= CHART_SERIES + 1 { groups.len() } else { CHART_SERIES };
+    let mut series = Vec::with_capacity(own + 1);
+    for g in &groups[..own] {
+        let label = names.group(group_by, g.group.as_deref()).await?;
+        series.push(Series { label, per_day: vec![Decimal::ZERO; days.len()] });
+    }
+    let has_other = groups.len() > own;
+    if has_other {
+        series.push(Series {
+            label: format!("{} others", groups.len() - own),
+            per_day: vec![Decimal::ZERO; days.len()],
+        });
+    }
+    let first = days.first().copied();
+    for DayRow { day, row } in rows {
+        let Some(index) = day
+            .as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .zip(first)
+            .and_then(|(d, first)| usize::try_from((d - first).num_days()).ok())
+            .filter(|i| *i < days.len())
+        else {
+            continue;
+        };
+        let line = groups[..own].iter().position(|g| g.group == row.group).or(has_other.then_some(own));
+        if let Some(line) = line {
+            series[line].per_day[index] += row.cost_usd;
+        }
+    }
+    Ok(series)
+}
+
+/// Names of organizations, projects and users, each read once per page.
+struct Names<'a> {
+    state: &'a AdminState,
+    known: HashMap<Uuid, String>,
+    qualified: HashMap<Uuid, String>,
+}
+
+impl<'a> Names<'a> {
+    fn new(state: &'a AdminState) -> Names<'a> {
+        Names { state, known: HashMap::new(), qualified: HashMap::new() }
+    }
+
+    /// The name of a scope entity (its id when it no longer exists).
+    async fn of(&mut self, scope: Scope, id: Uuid) -> Result<String, AdminError> {
+        if let Some(name) = self.known.get(&id) {
+            return Ok(name.clone());
+        }
+        let store = &self.state.store;
+        let found = match scope {
+            Scope::Organization => store.get_organization(id).await.map(|o| o.name),
+            Scope::Project => store.get_project(id).await.map(|p| p.name),
+            Scope::User => store.get_user(id).await.map(|u| u.external_id),
+        };
+        let name = match found {
+            Ok(name) => name,
+            Err(StoreError::NotFound(_)) => id.to_string(),
+            Err(e) => return Err(e.into()),
+        };
+        self.known.insert(id, name.clone());
+        Ok(name)
+    }
+
+    /// A project's or user's name after its organization's ("acme / web"), as names are
+    /// unique only within an organization; an organization's own name.
+    async fn qualified(&mut self, scope: Scope, id: Uuid) -> Result<String, AdminError> {
+        if let Some(done) = self.qualified.get(&id) {
+            return Ok(done.clone());
+        }
+        let name = self.of(scope, id).await?;
+        let store = &self.state.store;
+        let organization = match scope {
+            Scope::Organization => return Ok(name),
+            Scope::Project => store.get_project(id).await.map(|p| p.organization_id),
+            Scope::User => store.get_user(id).await.map(|u| u.organization_id),
+        };
+        let qualified = match organization {
+            Ok(org) => format!("{} / {name}", self.of(Scope::Organization, org).await?),
+            Err(StoreError::NotFound(_)) => name,
+            Err(e) => return Err(e.into()),
+        };
+        self.qualified.insert(id, qualified.clone());
+        Ok(qualified)
+    }
+
+    /// How a group's key reads: the entity's name for ids, the key itself otherwise.
+    async fn group(&mut self, group_by: GroupBy, key: Option<&str>) -> Result<String, AdminError> {
+        let Some(key) = key else { return Ok("(none)".to_owned()) };
+        let scope = match group_by {
+            GroupBy::Organization => Scope::Organization,
+            GroupBy::Project => Scope::Project,
+            GroupBy::User => Scope::User,
+            _ => return Ok(key.to_owned()),
+        };
+        match Uuid::parse_str(key) {
+            Ok(id) => self.qualified(scope, id).await,
+            Err(_) => Ok(key.to_owned()),
+        }
+    }
+}
