@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::body::full;
 use crate::budget::SpendMoved;
-use crate::proxy::body::full;
 use crate::proxy::forward::UpstreamClient;
 use crate::store::{Alert, AlertConfig, Budget, Store, StoreError};
 

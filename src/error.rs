@@ -4,8 +4,12 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::body::{full, ProxyBody};
 use crate::config::ProviderKind;
-use crate::proxy::body::{full, ProxyBody};
+
+/// Response header carrying the request id (also the cost record's `request_id`): on
+/// every answer, tollgate's own errors included.
+pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
 /// Everything that ends a proxied request before or instead of the upstream's answer.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +88,7 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            headers.insert(crate::proxy::REQUEST_ID_HEADER, v);
+            headers.insert(REQUEST_ID_HEADER, v);
         }
         response
     }

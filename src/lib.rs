@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod app;
+pub mod body;
 pub mod budget;
 pub mod cli;
 pub mod config;

@@ -2,7 +2,6 @@
 //! Each step is a named function returning `Result<_, ProxyError>`; errors are rendered
 //! once, here, in the route's provider shape.
 
-pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod inject;
@@ -19,21 +18,18 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::body::{full, IdleTimeoutBody, ProxyBody};
 use crate::budget::admission::AdmitError;
 use crate::budget::{Admission, Budgets};
 use crate::config::{AuthMode, Config, Provider, ProviderKind, UnknownModel, Unmetered};
-use crate::error::ProxyError;
+use crate::error::{ProxyError, REQUEST_ID_HEADER};
 use crate::identity::{AuthError, Identities};
 use crate::metrics::Metrics;
 use crate::store::Identity;
 use crate::usage::observer::ObservedBody;
 use crate::usage::{Api, Kind, Meter};
-use body::{full, IdleTimeoutBody, ProxyBody};
 use forward::UpstreamClient;
 use metering::{Metering, Pending, RequestFacts};
-
-/// Response header carrying the request id (also the cost record's `request_id`).
-pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
 /// Response header with the smallest remaining amount along the budget chain.
 pub const BUDGET_REMAINING_HEADER: &str = "x-tollgate-budget-remaining-usd";

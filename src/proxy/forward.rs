@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::body::ProxyBody;
+use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::error::ProxyError;
 

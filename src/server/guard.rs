@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
-use crate::proxy::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 
 /// A client connection whose writes fail once one has waited longer than `timeout` for
 /// the client to take bytes: a client that stops reading a stream cannot hold it, its
