@@ -41,5 +41,6 @@ pub mod pricing;
 pub mod proxy;
 pub mod server;
 pub mod store;
+pub mod upstream;
 pub mod usage;
 pub mod window;

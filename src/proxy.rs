@@ -26,9 +26,9 @@ use crate::error::{ProxyError, REQUEST_ID_HEADER};
 use crate::identity::{AuthError, Identities};
 use crate::metrics::Metrics;
 use crate::store::Identity;
+use crate::upstream::UpstreamClient;
 use crate::usage::observer::ObservedBody;
 use crate::usage::{Api, Kind, Meter};
-use forward::UpstreamClient;
 use metering::{Metering, Pending, RequestFacts};
 
 /// Response header with the smallest remaining amount along the budget chain.
