@@ -41,6 +41,7 @@ pub mod pricing;
 pub mod proxy;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod upstream;
 pub mod usage;
 pub mod window;
