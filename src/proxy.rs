@@ -2,6 +2,7 @@
 //! Each step is a named function returning `Result<_, ProxyError>`; errors are rendered
 //! once, here, in the route's provider shape.
 
+pub mod facts;
 pub mod forward;
 pub mod headers;
 pub mod inject;
@@ -29,7 +30,8 @@ use crate::store::Identity;
 use crate::upstream::UpstreamClient;
 use crate::usage::observer::ObservedBody;
 use crate::usage::{Api, Kind, Meter};
-use metering::{Metering, Pending, RequestFacts};
+use facts::{request_facts, RequestFacts};
+use metering::{Metering, Pending};
 
 /// Response header with the smallest remaining amount along the budget chain.
 pub const BUDGET_REMAINING_HEADER: &str = "x-tollgate-budget-remaining-usd";
@@ -168,7 +170,7 @@ async fn pipeline<'s>(
     seen.waited += reading.elapsed();
     let bytes =
         bytes.map_err(|_| ProxyError::BodyTimeout(config.client_limits.body_timeout.as_millis()))??;
-    let mut facts = metering::request_facts(api, &decoded_path, &bytes);
+    let mut facts = request_facts(api, &decoded_path, &bytes);
     if facts.model.is_none() {
         facts.model = provider.default_model.clone();
     }

@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tollgate::proxy::inject::add_include_usage;
-use tollgate::proxy::metering::request_facts;
+use tollgate::proxy::facts::request_facts;
 use tollgate::usage::Api;
 use tollgate_fuzz::{take, APIS};
 
