@@ -38,6 +38,7 @@ pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod pricing;
+pub mod provider;
 pub mod proxy;
 pub mod server;
 pub mod store;

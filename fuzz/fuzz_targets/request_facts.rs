@@ -15,7 +15,7 @@ use tollgate_fuzz::{take, APIS};
 fuzz_target!(|data: &[u8]| {
     let mut data = data;
     let [select] = take::<1>(&mut data);
-    let (_, api) = APIS[usize::from(select & 7)];
+    let api = APIS[usize::from(select & 7)];
     let (path, body) = match data.iter().position(|b| *b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),

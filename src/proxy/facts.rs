@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use crate::provider::gemini;
 use crate::usage::Api;
 
 /// The few request fields metering needs; everything else in the body is ignored.
@@ -151,11 +152,7 @@ pub fn request_facts(api: Api, path: &str, body: &[u8]) -> RequestFacts {
     let gemini = matches!(api, Api::GenerateContent | Api::StreamGenerateContent | Api::EmbedContent);
     if gemini {
         // Gemini names the model in the path: .../models/{model}:generateContent
-        facts.model = path
-            .rsplit_once("/models/")
-            .and_then(|(_, rest)| rest.split_once(':'))
-            .map(|(m, _)| m.to_owned())
-            .or(facts.model);
+        facts.model = gemini::model_in_path(path).map(str::to_owned).or(facts.model);
     }
     facts.stream = facts.stream || api == Api::StreamGenerateContent;
     // Estimated like a request whose model cannot be known: at the ceiling price.

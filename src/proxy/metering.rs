@@ -12,11 +12,12 @@ use uuid::Uuid;
 
 use super::facts::RequestFacts;
 use crate::budget::Admission;
-use crate::config::{Provider, ProviderKind};
+use crate::config::Provider;
 use crate::journal::{Admitted, JournalError};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::pricing::{Ask, PriceList};
+use crate::provider::ProviderKind;
 use crate::store::{CostRecord, Identity, UsageSource};
 use crate::usage::observer::{End, Observation};
 use crate::usage::{Api, Usage};
@@ -51,17 +52,7 @@ pub fn estimate_cost(
         return price.upper_bound(&ask);
     }
     let kind = provider.kind;
-    prices.ceiling_bound(|vendor| vendor_kind(vendor) == kind, &ask).unwrap_or(Decimal::ZERO)
-}
-
-/// The provider kind that serves a price list vendor's models (every vendor other than
-/// Anthropic and Google is reached through the OpenAI-compatible kind).
-fn vendor_kind(vendor: Option<&str>) -> ProviderKind {
-    match vendor {
-        Some("anthropic") => ProviderKind::Anthropic,
-        Some("gemini" | "google") => ProviderKind::Gemini,
-        _ => ProviderKind::OpenAi,
-    }
+    prices.ceiling_bound(|vendor| ProviderKind::of_vendor(vendor) == kind, &ask).unwrap_or(Decimal::ZERO)
 }
 
 /// Unpriced model names warned about once each, at most (then no more warnings).
