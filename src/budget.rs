@@ -27,7 +27,7 @@ use crate::window::Period;
 /// takes milliseconds; a database outage must not stall admission beyond this).
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-pub use admission::{Admission, Refusal};
+pub use admission::Admission;
 pub use lease::{Lease, LeaseSettings};
 
 /// Where "now" comes from; tests move it across window boundaries.

@@ -318,11 +318,6 @@ impl Budgets {
 }
 
 impl Admission {
-    /// This request's reserved estimate.
-    pub fn estimate(&self) -> Decimal {
-        self.estimate
-    }
-
     /// Replaces the reservation with the actual cost on every counter of the chain.
     pub fn settle(mut self, actual: Decimal) {
         self.release(actual);
