@@ -24,8 +24,8 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use crate::body::{full, ProxyBody};
 use crate::identity::Identities;
-use crate::proxy::body::{full, ProxyBody};
 use crate::store::{Store, StoreError};
 use openapi::{ErrorBody, ErrorDetail};
 use requests::parse_query;

@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::body::full;
 use crate::budget::SpendMoved;
-use crate::proxy::body::full;
-use crate::proxy::forward::UpstreamClient;
 use crate::store::{Alert, AlertConfig, Budget, Store, StoreError};
+use crate::upstream::UpstreamClient;
 
 /// How often pending deliveries whose claim ran out (their replica stopped) are taken over.
 const CLAIM_SWEEP: Duration = Duration::from_secs(30);

@@ -19,9 +19,10 @@ use crate::invalidation::{self, Caches};
 use crate::ledger::Ledger;
 use crate::metrics::{Endpoint, Metrics, Sources};
 use crate::proxy::metering::Metering;
-use crate::proxy::{self, forward, ProxyState};
+use crate::proxy::{self, ProxyState};
 use crate::server;
 use crate::store::{self, Store};
+use crate::upstream;
 
 /// How often histogram samples are folded into their buckets between scrapes.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -96,7 +97,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
         .await
         .with_context(|| format!("opening database {}", store::redact_url(&config.database_url)))?;
     let identities = Arc::new(Identities::new(store.clone()));
-    let client = forward::build_client(&config).context("building the upstream client")?;
+    let client = upstream::build_client(config.upstream_ca_file.as_deref(), config.connect_timeout)
+        .context("building the upstream client")?;
     let (written, written_rx) = tokio::sync::mpsc::unbounded_channel();
     for field in &config.ignored {
         tracing::warn!(field, "config field no longer has any effect; remove it");
@@ -111,7 +113,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::
     let metrics =
         Arc::new(Metrics::new(Arc::clone(&config.prices), providers).context("setting up the metrics")?);
     let metering = Arc::new(Metering::new(ledger.clone(), Arc::clone(&metrics)));
-    let webhook_client = forward::build_client(&config).context("building the webhook client")?;
+    let webhook_client = upstream::build_client(config.upstream_ca_file.as_deref(), config.connect_timeout)
+        .context("building the webhook client")?;
     let (alerts, moved, alerts_task) = Alerts::start(store.clone(), webhook_client, config.alert_delivery);
     alerts.resume_pending().await;
     let budgets = Arc::new(Budgets::new(

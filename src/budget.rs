@@ -20,13 +20,14 @@ use uuid::Uuid;
 
 use crate::ledger::Ledger;
 use crate::store::{Budget, Scope, Store, StoreError};
+use crate::sync::lock;
 use crate::window::Period;
 
 /// Longest a counter load waits for the ledger to write what it holds (a healthy write
 /// takes milliseconds; a database outage must not stall admission beyond this).
 const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-pub use admission::{Admission, Refusal};
+pub use admission::Admission;
 pub use lease::{Lease, LeaseSettings};
 
 /// Where "now" comes from; tests move it across window boundaries.
@@ -236,7 +237,7 @@ impl Budgets {
                 )?,
                 lease: None,
             },
-            (None, Some(c)) => lock(&c),
+            (None, Some(c)) => *lock(&c),
             (None, None) => Counter { spent: self.settled_spend(key).await?, ..Counter::default() },
         };
         Ok(BudgetStatus {
@@ -256,7 +257,7 @@ impl Budgets {
         self.counters.retain(|key, counter| {
             let ended =
                 key.period.end(key.window_start).is_some_and(|end| end + chrono::Duration::days(1) < now);
-            let c = lock(counter);
+            let c = *lock(counter);
             !(ended && c.reserved.is_zero() && c.lease.is_none())
         });
         // A window's grant gate goes with its counter (unless a grant is waiting on it).
@@ -310,24 +311,10 @@ impl Budgets {
     fn heal(&self, w: &crate::store::WindowMove) {
         let key = CounterKey { scope_id: w.scope_id, period: w.period, window_start: w.window_start };
         let Some(counter) = self.counters.get(&key).map(|e| Arc::clone(e.value())) else { return };
-        let mut c = guard(&counter);
+        let mut c = lock(&counter);
         if c.spent < w.after {
             tracing::debug!(scope_id = %w.scope_id, missing = %(w.after - c.spent), "spend counter caught up with its window");
             c.spent = w.after;
         }
-    }
-}
-
-/// Locks a counter and copies it; a poisoned lock still holds valid numbers (updates are
-/// single assignments).
-fn lock(counter: &Mutex<Counter>) -> Counter {
-    *guard(counter)
-}
-
-/// Locks a counter for a change.
-fn guard(m: &Mutex<Counter>) -> std::sync::MutexGuard<'_, Counter> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+use crate::provider::ProviderKind;
+
 mod raw;
 use raw::{RawConfig, RawLedger, RawProvider};
 
@@ -29,44 +31,6 @@ pub enum ConfigError {
 
 fn invalid(path: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { path: path.to_owned(), message: message.into() }
-}
-
-/// The kind of wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    OpenAi,
-    Anthropic,
-    Gemini,
-}
-
-impl ProviderKind {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "openai" => Some(ProviderKind::OpenAi),
-            "anthropic" => Some(ProviderKind::Anthropic),
-            "gemini" => Some(ProviderKind::Gemini),
-            _ => None,
-        }
-    }
-
-    /// The header the provider expects its key in, when the config does not say.
-    pub fn default_auth_header(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "authorization",
-            ProviderKind::Anthropic => "x-api-key",
-            ProviderKind::Gemini => "x-goog-api-key",
-        }
-    }
-}
-
-impl From<ProviderKind> for crate::usage::Kind {
-    fn from(kind: ProviderKind) -> Self {
-        match kind {
-            ProviderKind::OpenAi => crate::usage::Kind::OpenAi,
-            ProviderKind::Anthropic => crate::usage::Kind::Anthropic,
-            ProviderKind::Gemini => crate::usage::Kind::Gemini,
-        }
-    }
 }
 
 /// One upstream provider, validated.
@@ -245,19 +209,20 @@ fn parse_addr(value: &str, path: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 fn default_providers() -> Vec<RawProvider> {
-    let p = |name: &str, url: &str, var: &str| RawProvider {
-        name: name.into(),
-        kind: name.into(),
-        base_url: url.into(),
-        api_key: Some(format!("${{{var}:-}}")),
-        auth_header: None,
-        default_model: None,
-    };
-    vec![
-        p("openai", "https://api.openai.com", "OPENAI_API_KEY"),
-        p("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
-        p("gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY"),
-    ]
+    ProviderKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let d = kind.defaults();
+            RawProvider {
+                name: d.name.into(),
+                kind: d.name.into(),
+                base_url: d.base_url.into(),
+                api_key: Some(format!("${{{}:-}}", d.key_var)),
+                auth_header: None,
+                default_model: None,
+            }
+        })
+        .collect()
 }
 
 fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {

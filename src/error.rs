@@ -4,8 +4,12 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::config::ProviderKind;
-use crate::proxy::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody};
+use crate::provider::ProviderKind;
+
+/// Response header carrying the request id (also the cost record's `request_id`): on
+/// every answer, tollgate's own errors included.
+pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 
 /// Everything that ends a proxied request before or instead of the upstream's answer.
 #[derive(Debug, thiserror::Error)]
@@ -78,30 +82,14 @@ impl ProxyError {
     /// Renders the error as the given provider kind would.
     pub fn into_response(self, kind: ProviderKind, request_id: &str) -> Response<ProxyBody> {
         let status = self.status();
-        let body = error_body(kind, status, self.code(), &self.to_string());
+        let body = kind.error_body(status, self.code(), &self.to_string());
         let mut response = Response::new(full(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Ok(v) = HeaderValue::from_str(request_id) {
-            headers.insert(crate::proxy::REQUEST_ID_HEADER, v);
+            headers.insert(REQUEST_ID_HEADER, v);
         }
         response
     }
-}
-
-/// Serializes one error in the provider's shape.
-pub fn error_body(kind: ProviderKind, status: StatusCode, code: &str, message: &str) -> Vec<u8> {
-    let value = match kind {
-        ProviderKind::OpenAi => serde_json::json!({
-            "error": {"message": message, "type": code, "param": null, "code": code}
-        }),
-        ProviderKind::Anthropic => serde_json::json!({
-            "type": "error", "error": {"type": code, "message": message}
-        }),
-        ProviderKind::Gemini => serde_json::json!({
-            "error": {"code": status.as_u16(), "message": format!("{code}: {message}"), "status": code}
-        }),
-    };
-    value.to_string().into_bytes()
 }

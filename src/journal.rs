@@ -22,6 +22,8 @@ use std::time::Duration;
 
 pub use frame::{Admitted, Entry};
 
+use crate::sync::lock;
+
 /// Where the journal lives and how much of it may pile up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalSettings {
@@ -273,11 +275,6 @@ fn create_segment(dir: &Path, index: u64) -> Result<Arc<File>, JournalError> {
     let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_error(&path))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))?;
     Ok(Arc::new(file))
-}
-
-/// A poisoned lock still guards a valid file handle: keep going.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The group fsync thread: parked while nothing is appended, otherwise syncs the active

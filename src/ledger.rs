@@ -144,7 +144,7 @@ impl Ledger {
             Err(e) => {
                 let Entry::Settled(record) = entry else { return };
                 tracing::error!(error = %e, request_id = %record.request_id, "journal append failed; the cost record waits in memory");
-                crate::journal::lock(&self.shared.memory).push(*record);
+                crate::sync::lock(&self.shared.memory).push(*record);
                 self.shared.memory_total.fetch_add(1, Ordering::AcqRel);
                 self.shared.appended.notify_one();
             }

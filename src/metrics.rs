@@ -19,10 +19,10 @@ use metrics_exporter_prometheus::{
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::admin::AdminError;
+use crate::body::{full, ProxyBody};
 use crate::budget::Budgets;
 use crate::ledger::Ledger;
 use crate::pricing::PriceList;
-use crate::proxy::body::{full, ProxyBody};
 use crate::store::{CostRecord, Scope, Store};
 use series::Series;
 

@@ -2,7 +2,7 @@
 //! Each step is a named function returning `Result<_, ProxyError>`; errors are rendered
 //! once, here, in the route's provider shape.
 
-pub mod body;
+pub mod facts;
 pub mod forward;
 pub mod headers;
 pub mod inject;
@@ -19,21 +19,20 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::body::{full, IdleTimeoutBody, ProxyBody};
 use crate::budget::admission::AdmitError;
 use crate::budget::{Admission, Budgets};
-use crate::config::{AuthMode, Config, Provider, ProviderKind, UnknownModel, Unmetered};
-use crate::error::ProxyError;
+use crate::config::{AuthMode, Config, Provider, UnknownModel, Unmetered};
+use crate::error::{ProxyError, REQUEST_ID_HEADER};
 use crate::identity::{AuthError, Identities};
 use crate::metrics::Metrics;
+use crate::provider::ProviderKind;
 use crate::store::Identity;
+use crate::upstream::UpstreamClient;
 use crate::usage::observer::ObservedBody;
-use crate::usage::{Api, Kind, Meter};
-use body::{full, IdleTimeoutBody, ProxyBody};
-use forward::UpstreamClient;
-use metering::{Metering, Pending, RequestFacts};
-
-/// Response header carrying the request id (also the cost record's `request_id`).
-pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
+use crate::usage::{Api, Meter};
+use facts::{request_facts, RequestFacts};
+use metering::{Metering, Pending};
 
 /// Response header with the smallest remaining amount along the budget chain.
 pub const BUDGET_REMAINING_HEADER: &str = "x-tollgate-budget-remaining-usd";
@@ -172,7 +171,7 @@ async fn pipeline<'s>(
     seen.waited += reading.elapsed();
     let bytes =
         bytes.map_err(|_| ProxyError::BodyTimeout(config.client_limits.body_timeout.as_millis()))??;
-    let mut facts = metering::request_facts(api, &decoded_path, &bytes);
+    let mut facts = request_facts(api, &decoded_path, &bytes);
     if facts.model.is_none() {
         facts.model = provider.default_model.clone();
     }
@@ -242,7 +241,7 @@ async fn pipeline<'s>(
             return Err(failed.error);
         }
     };
-    let mut response = observe(config, provider, api, response, pending, injected);
+    let mut response = observe(config, api, response, pending, injected);
     if let Some(remaining) = remaining {
         if let Ok(v) = HeaderValue::from_str(&remaining.normalize().to_string()) {
             response.headers_mut().insert(BUDGET_REMAINING_HEADER, v);
@@ -282,11 +281,7 @@ fn metered_api(provider: &Provider, method: &Method, path: &str) -> Option<Api> 
     if method != Method::POST {
         return None;
     }
-    Api::detect(provider.kind.into(), path).or_else(|| match provider.kind {
-        // Anthropic's and Gemini's OpenAI-compatible endpoints speak the OpenAI format.
-        ProviderKind::Anthropic | ProviderKind::Gemini => Api::detect(Kind::OpenAi, path),
-        ProviderKind::OpenAi => None,
-    })
+    provider.kind.api(path)
 }
 
 /// Reads a metered request's body (bounded) so its model and options are known.
@@ -315,7 +310,6 @@ fn check_priced(config: &Config, provider: &Provider, facts: &RequestFacts) -> R
 /// Wraps a metered response's body so its usage is read as it streams by.
 fn observe(
     config: &Config,
-    provider: &Provider,
     api: Api,
     response: Response<Incoming>,
     pending: Pending,
@@ -331,7 +325,7 @@ fn observe(
     let encoding =
         parts.headers.get(http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let cap = if is_event_stream { config.max_event_bytes } else { config.max_json_bytes };
-    let meter = Meter::new(provider.kind.into(), api, status, is_event_stream, cap);
+    let meter = Meter::new(api, status, is_event_stream, cap);
     let on_settle = Box::new(move |observation| pending.settle(status, Some(observation)));
     let idle = IdleTimeoutBody::new(incoming, config.idle_timeout);
     let observed = ObservedBody::new(idle, meter, encoding.as_deref(), on_settle);
@@ -346,14 +340,12 @@ fn observe(
 
 /// Gemini clients may put their key in `?key=`; it is a credential, never forwarded.
 fn take_query_key(provider: &Provider, query: &mut Option<String>) -> Option<String> {
-    if provider.kind != ProviderKind::Gemini {
-        return None;
-    }
+    let name = provider.kind.query_key()?;
     let q = query.as_deref()?;
-    if !route::has_param(q, "key") {
+    if !route::has_param(q, name) {
         return None;
     }
-    let (value, rest) = route::take_param(q, "key");
+    let (value, rest) = route::take_param(q, name);
     *query = rest;
     value
 }
@@ -367,8 +359,8 @@ async fn authenticate(
 ) -> Result<Arc<Identity>, ProxyError> {
     let result = match state.config.auth_mode {
         AuthMode::Keys => {
-            let presented = headers::client_credential(provider.kind, headers, query_key)
-                .ok_or(ProxyError::InvalidKey)?;
+            let presented =
+                provider.kind.client_credential(headers, query_key).ok_or(ProxyError::InvalidKey)?;
             state.identities.by_key(presented).await
         }
         AuthMode::Headers => {

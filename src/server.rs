@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::proxy::body::ProxyBody;
+use crate::body::ProxyBody;
 
 mod guard;
 

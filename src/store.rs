@@ -109,11 +109,11 @@ struct Failures(Mutex<BTreeMap<&'static str, u64>>);
 
 impl Failures {
     fn count(&self, op: &'static str) {
-        *crate::journal::lock(&self.0).entry(op).or_default() += 1;
+        *crate::sync::lock(&self.0).entry(op).or_default() += 1;
     }
 
     fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        crate::journal::lock(&self.0).iter().map(|(op, n)| (*op, *n)).collect()
+        crate::sync::lock(&self.0).iter().map(|(op, n)| (*op, *n)).collect()
     }
 }
 

@@ -8,7 +8,8 @@
 //! * [`sse`]: the WHATWG event-stream framer (line ends, comments, multi-line data, partial input).
 //! * `json`: lenient JSON field types, so one odd field costs that field and not the payload.
 //! * `openai`, `anthropic`, `gemini`: where each wire family reports usage and how it maps
-//!   onto [`Usage`].
+//!   onto [`Usage`] (the rest of what tollgate knows of each provider is in
+//!   [`crate::provider`]).
 //!
 //! Every provider is normalized to "inclusive totals + subsets": `input_tokens` counts every input
 //! token (cache reads and writes included), `output_tokens` every output token (reasoning
@@ -29,18 +30,8 @@ pub mod sse;
 #[cfg(test)]
 mod tests;
 
-/// Provider wire family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// OpenAI and every OpenAI-compatible API (Azure, Groq, Mistral, DeepSeek, OpenRouter, ...).
-    OpenAi,
-    /// Anthropic Messages.
-    Anthropic,
-    /// Google Gemini (Developer API and Vertex AI).
-    Gemini,
-}
-
-/// Which metered endpoint a request hits, decided from the request path.
+/// Which metered endpoint a request hits, decided from the request path (by
+/// [`crate::provider`]); it fixes the wire format of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
     /// OpenAI `/chat/completions`.
@@ -59,35 +50,6 @@ pub enum Api {
     StreamGenerateContent,
     /// Gemini `models/{model}:embedContent`.
     EmbedContent,
-}
-
-impl Api {
-    /// The metered endpoint behind an upstream-relative `path`, or `None` for unmetered paths.
-    pub fn detect(kind: Kind, path: &str) -> Option<Api> {
-        let path = path.split(['?', '#']).next().unwrap_or_default();
-        let mut segments = path.split('/').filter(|s| !s.is_empty()).rev();
-        let last = segments.next()?;
-        let prev = segments.next();
-        match kind {
-            Kind::OpenAi => match (prev, last) {
-                // Azure's deployment name is user-chosen and may itself be "chat".
-                (Some("chat"), "completions") if segments.next() != Some("deployments") => {
-                    Some(Api::ChatCompletions)
-                }
-                (_, "completions") => Some(Api::Completions),
-                (_, "responses") => Some(Api::Responses),
-                (_, "embeddings") => Some(Api::Embeddings),
-                _ => None,
-            },
-            Kind::Anthropic => (last == "messages").then_some(Api::Messages),
-            Kind::Gemini => match last.rsplit_once(':')?.1 {
-                "generateContent" => Some(Api::GenerateContent),
-                "streamGenerateContent" => Some(Api::StreamGenerateContent),
-                "embedContent" => Some(Api::EmbedContent),
-                _ => None,
-            },
-        }
-    }
 }
 
 /// Normalized token counts of one response (inclusive totals plus their subsets), and the
@@ -149,9 +111,9 @@ pub struct Meter {
 
 impl Meter {
     /// A meter for one response; `cap_bytes` bounds what it buffers (a JSON body, or one event).
-    pub fn new(kind: Kind, api: Api, status: u16, is_event_stream: bool, cap_bytes: usize) -> Meter {
+    pub fn new(api: Api, status: u16, is_event_stream: bool, cap_bytes: usize) -> Meter {
         Meter {
-            decoder: Decoder::new(kind, api),
+            decoder: Decoder::new(api),
             body: if is_event_stream {
                 Body::Sse(sse::Framer::new(cap_bytes))
             } else {
@@ -268,8 +230,8 @@ enum Decoder {
 }
 
 impl Decoder {
-    fn new(_kind: Kind, api: Api) -> Decoder {
-        // `kind` is not consulted: an Anthropic- or Gemini-kind provider answering on an
+    fn new(api: Api) -> Decoder {
+        // Not the provider kind: an Anthropic- or Gemini-kind provider answering on an
         // OpenAI-shaped compatibility endpoint still speaks the OpenAI format.
         match api {
             Api::ChatCompletions | Api::Completions | Api::Embeddings | Api::Responses => {

@@ -13,13 +13,13 @@ use tollgate_fuzz::{split, take, APIS};
 fuzz_target!(|data: &[u8]| {
     let mut data = data;
     let [select, cap] = take::<2>(&mut data);
-    let (kind, api) = APIS[usize::from(select & 7)];
+    let api = APIS[usize::from(select & 7)];
     let sse = select & 8 != 0;
     let status = [200, 201, 429, 500][usize::from(select >> 4 & 3)];
     let cap = if cap < 64 { usize::from(cap) * 4 } else { 1 << 20 };
     let seed = take::<8>(&mut data);
     let run = |slices: &[&[u8]], by_frame: bool| -> Metered {
-        let mut meter = Meter::new(kind, api, status, sse, cap);
+        let mut meter = Meter::new(api, status, sse, cap);
         for (i, s) in slices.iter().enumerate() {
             if by_frame && i % 2 == 0 {
                 meter.feed_bytes(&Bytes::copy_from_slice(s));

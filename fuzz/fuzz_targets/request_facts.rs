@@ -8,14 +8,14 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use tollgate::proxy::inject::add_include_usage;
-use tollgate::proxy::metering::request_facts;
+use tollgate::proxy::facts::request_facts;
 use tollgate::usage::Api;
 use tollgate_fuzz::{take, APIS};
 
 fuzz_target!(|data: &[u8]| {
     let mut data = data;
     let [select] = take::<1>(&mut data);
-    let (_, api) = APIS[usize::from(select & 7)];
+    let api = APIS[usize::from(select & 7)];
     let (path, body) = match data.iter().position(|b| *b == b'\n') {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &[][..]),

@@ -1,6 +1,6 @@
 //! Routing over any request target: `resolve` never panics, refuses every dot segment and
 //! otherwise stays inside the provider; the upstream URI keeps the provider's scheme,
-//! authority and base path; `take_param` removes exactly `key`; `Api::detect` never panics.
+//! authority and base path; `take_param` removes exactly `key`; detecting the metered API never panics.
 //! Input: [path] ? [query...].
 #![no_main]
 
@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use tollgate::config::Config;
 use tollgate::proxy::route::{has_param, resolve, take_param, upstream_uri};
-use tollgate::usage::{Api, Kind};
+use tollgate::provider::ProviderKind;
 
 fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -36,8 +36,8 @@ fuzz_target!(|data: &[u8]| {
         Some((p, q)) => (p, Some(q)),
         None => (&*text, None),
     };
-    for kind in [Kind::OpenAi, Kind::Anthropic, Kind::Gemini] {
-        let _ = Api::detect(kind, path);
+    for kind in ProviderKind::ALL {
+        let _ = kind.api(path);
     }
     if let Some(q) = query {
         let (value, rest) = take_param(q, "key");

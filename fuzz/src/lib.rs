@@ -1,17 +1,17 @@
 //! Helpers shared by the fuzz targets: how an input picks its options and its slicing.
 
-use tollgate::usage::{Api, Kind};
+use tollgate::usage::Api;
 
-/// Every metered (kind, API) pair.
-pub const APIS: [(Kind, Api); 8] = [
-    (Kind::OpenAi, Api::ChatCompletions),
-    (Kind::OpenAi, Api::Completions),
-    (Kind::OpenAi, Api::Responses),
-    (Kind::OpenAi, Api::Embeddings),
-    (Kind::Anthropic, Api::Messages),
-    (Kind::Gemini, Api::GenerateContent),
-    (Kind::Gemini, Api::StreamGenerateContent),
-    (Kind::Gemini, Api::EmbedContent),
+/// Every metered API.
+pub const APIS: [Api; 8] = [
+    Api::ChatCompletions,
+    Api::Completions,
+    Api::Responses,
+    Api::Embeddings,
+    Api::Messages,
+    Api::GenerateContent,
+    Api::StreamGenerateContent,
+    Api::EmbedContent,
 ];
 
 /// Takes `N` bytes off the front of `data` (zeros when it is shorter).

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::router::{Call, Reply};
 use super::{AdminError, AdminState};
-use crate::proxy::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody};
 use view::{Params, View};
 
 /// What the dashboard's pages may load: nothing but themselves (no script at all).

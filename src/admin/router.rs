@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::requests::{parse_json, Query};
 use super::{AdminError, AdminState};
-use crate::proxy::body::ProxyBody;
+use crate::body::ProxyBody;
 
 /// What a handler answers.
 pub type Reply = Result<Response<ProxyBody>, AdminError>;

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::openapi::Unauthorized;
 use super::router::{Call, Reply};
 use super::{json_response, openapi, AdminState};
-use crate::proxy::body::full;
+use crate::body::full;
 
 /// A health answer.
 #[derive(Debug, Serialize, ToSchema)]

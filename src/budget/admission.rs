@@ -10,8 +10,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::{guard, AdmissionMode, Budgets, Counter, CounterKey};
+use super::{AdmissionMode, Budgets, Counter, CounterKey};
 use crate::store::{Budget, Identity, Scope, StoreError};
+use crate::sync::lock;
 
 /// Why a request was refused: the first hard budget it would exceed.
 #[derive(Debug, Clone)]
@@ -223,7 +224,7 @@ impl Budgets {
         // Lock in key order (BTreeMap iteration): no deadlock, and no other admission
         // sees this chain half-reserved. Nothing awaits while the guards are held.
         let mut guards: BTreeMap<CounterKey, MutexGuard<'_, Counter>> =
-            counters.iter().map(|(k, c)| (*k, guard(c))).collect();
+            counters.iter().map(|(k, c)| (*k, lock(c))).collect();
         let mut remaining: Option<Decimal> = None;
         let mut short: Vec<(CounterKey, Scope, Decimal)> = Vec::new();
         for (budget, key) in chain {
@@ -303,7 +304,7 @@ impl Budgets {
             .filter(|(b, k)| *k == key && b.hard)
             .min_by_key(|(b, _)| b.limit_usd)
             .map_or(budget, |(b, _)| Arc::clone(b));
-        let c = counters.get(&key).map(|c| super::lock(c)).unwrap_or_default();
+        let c = counters.get(&key).map(|c| *lock(c)).unwrap_or_default();
         let (spent, others) =
             c.lease.map_or((c.spent, Decimal::ZERO), |l| (l.spent_seen + l.consumed, l.others_seen));
         Refusal {
@@ -317,11 +318,6 @@ impl Budgets {
 }
 
 impl Admission {
-    /// This request's reserved estimate.
-    pub fn estimate(&self) -> Decimal {
-        self.estimate
-    }
-
     /// Replaces the reservation with the actual cost on every counter of the chain.
     pub fn settle(mut self, actual: Decimal) {
         self.release(actual);
@@ -333,7 +329,7 @@ impl Admission {
         }
         self.settled = true;
         for counter in self.counters.values() {
-            let mut c = guard(counter);
+            let mut c = lock(counter);
             c.reserved = (c.reserved - self.estimate).max(Decimal::ZERO);
             c.spent += actual;
             // Part of the lease until the ledger writes it and moves it to the window.
@@ -353,7 +349,7 @@ impl Admission {
                     continue;
                 }
                 if let Some(counter) = self.budgets.counters.get(&key).map(|e| Arc::clone(e.value())) {
-                    let mut c = guard(&counter);
+                    let mut c = lock(&counter);
                     c.spent += actual;
                     if let Some(lease) = c.lease.as_mut() {
                         lease.consumed += actual;

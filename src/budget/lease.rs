@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 
 use super::{Budgets, CounterKey};
 use crate::store::{LeaseWindow, PgStore, Scope, StoreError};
+use crate::sync::lock;
 
 /// Lease timing and slice size.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +101,7 @@ impl Budgets {
         // A request without an estimate still needs a slice to admit against.
         let sizing = if estimate.is_zero() { limit / Decimal::ONE_THOUSAND } else { estimate };
         let need = {
-            let c = super::lock(&counter);
+            let c = *lock(&counter);
             // What the row holds counts even when the copy is stale or past its validity:
             // the database still has it (or says it lapsed), and asking for it again would
             // make the grant look short.
@@ -120,7 +121,7 @@ impl Budgets {
             "take_lease",
             pg.take_lease(window, limit, need, sizing, settings.max_requests, settings.ttl).await,
         )?;
-        let mut c = super::guard(&counter);
+        let mut c = lock(&counter);
         let mut lease = c.lease.unwrap_or(Lease {
             scope,
             amount: Decimal::ZERO,
@@ -150,7 +151,7 @@ impl Budgets {
     /// again, against the new figures, before it admits another request.
     pub(super) fn stale_leases(&self) {
         for entry in self.counters.iter() {
-            if let Some(lease) = super::guard(entry.value()).lease.as_mut() {
+            if let Some(lease) = lock(entry.value()).lease.as_mut() {
                 lease.stale = true;
             }
         }
@@ -162,7 +163,7 @@ impl Budgets {
     /// and the copy then stays below the row: the safe side).
     pub(super) fn lease_consumed(&self, key: &CounterKey, delta: Decimal) {
         let Some(counter) = self.counters.get(key).map(|e| e.value().clone()) else { return };
-        let mut c = super::guard(&counter);
+        let mut c = lock(&counter);
         if let Some(lease) = c.lease.as_mut() {
             lease.amount = (lease.amount - delta).max(Decimal::ZERO);
             lease.consumed = (lease.consumed - delta).max(Decimal::ZERO);
@@ -200,7 +201,7 @@ impl Budgets {
             self.store.counted("renew_leases", pg.renew_leases(settings.ttl).await)?.into_iter().collect();
         for entry in self.counters.iter() {
             let key = entry.key();
-            let mut c = super::guard(entry.value());
+            let mut c = lock(entry.value());
             let Some(lease) = c.lease.as_mut() else { continue };
             if renewed.contains(&(key.scope_id, key.period, key.window_start)) {
                 lease.valid_until = lease.valid_until.max(sent + validity(&settings));
@@ -222,7 +223,7 @@ impl Budgets {
             .counters
             .iter()
             .filter(|e| {
-                let c = super::lock(e.value());
+                let c = *lock(e.value());
                 c.reserved.is_zero() && c.lease.is_some_and(|l| l.last_used.elapsed() >= settings.idle)
             })
             .map(|e| (*e.key(), e.value().clone()))
@@ -232,7 +233,7 @@ impl Budgets {
             let Ok(_one_at_a_time) = gate.try_lock() else { continue };
             // Taken out of the copy first, so no request admits against what is returned.
             let (unused, everything) = {
-                let mut c = super::guard(&counter);
+                let mut c = lock(&counter);
                 if !c.reserved.is_zero() {
                     continue;
                 }
@@ -264,7 +265,7 @@ impl Budgets {
         let now = Instant::now();
         let mut live = [(Scope::Organization, 0), (Scope::Project, 0), (Scope::User, 0)];
         for entry in self.counters.iter() {
-            let Some(lease) = super::lock(entry.value()).lease else { continue };
+            let Some(lease) = lock(entry.value()).lease else { continue };
             if now < lease.valid_until {
                 if let Some((_, n)) = live.iter_mut().find(|(scope, _)| *scope == lease.scope) {
                     *n += 1;
@@ -278,7 +279,7 @@ impl Budgets {
     pub async fn release_leases(&self) {
         let Some((pg, _)) = self.pg() else { return };
         for entry in self.counters.iter() {
-            super::guard(entry.value()).lease = None;
+            lock(entry.value()).lease = None;
         }
         if let Err(e) = self.store.counted("drop_leases", pg.drop_leases().await) {
             tracing::warn!(error = %e, "dropping budget leases at shutdown failed; they lapse at their TTL");

@@ -246,7 +246,7 @@ pub(super) async fn run(shared: Arc<Shared>, store: Store, first: u64, moved: Op
             }
         }
         let from_memory = {
-            let mut memory = crate::journal::lock(&shared.memory);
+            let mut memory = crate::sync::lock(&shared.memory);
             let take = memory.len().min(MAX_BATCH.saturating_sub(batch.len()).max(1));
             memory.drain(..take).collect::<Vec<_>>()
         };

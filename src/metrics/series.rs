@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 
 use super::{Registry, COST, REQUESTS, TOKENS, UNPRICED};
 use crate::pricing::PriceList;
+use crate::sync::{lock, read, write};
 
 /// Model names outside the price list that get a label of their own, across providers.
 pub const MAX_OTHER_MODELS: usize = 100;
@@ -211,18 +212,6 @@ fn presentable(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_LABEL_CHARS
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/@+".contains(&b))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
-//! Header rules: hop-by-hop headers dropped both ways, the client's credential found
-//! and removed, `x-tollgate-*` never forwarded, and the provider key put in its place.
+//! Header rules: hop-by-hop headers dropped both ways, the client's credential removed
+//! (where each provider's clients put it is in [`crate::provider`]), `x-tollgate-*` never
+//! forwarded, and the provider key put in its place.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{Provider, ProviderKind};
+use crate::config::Provider;
+use crate::provider::CREDENTIAL_HEADERS;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -16,9 +18,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-connection",
     "http2-settings",
 ];
-
-/// Every header a client may carry its credential in, for any provider kind.
-const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
 /// Prefix of tollgate's own request headers, never forwarded.
 pub const TOLLGATE_PREFIX: &str = "x-tollgate-";
@@ -51,31 +50,6 @@ pub fn strip_tollgate_headers(headers: &mut HeaderMap) {
         headers.keys().filter(|k| k.as_str().starts_with(TOLLGATE_PREFIX)).cloned().collect();
     for name in ours {
         headers.remove(name);
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn plain<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
-}
-
-/// The credential a client presented in the places its SDK puts it for this kind.
-/// `query_key` is Gemini's `key` query parameter, already taken out of the query.
-pub fn client_credential<'a>(
-    kind: ProviderKind,
-    headers: &'a HeaderMap,
-    query_key: Option<&'a str>,
-) -> Option<&'a str> {
-    match kind {
-        ProviderKind::OpenAi => bearer(headers).or_else(|| plain(headers, "api-key")),
-        ProviderKind::Anthropic => plain(headers, "x-api-key").or_else(|| bearer(headers)),
-        // Bearer: Gemini's OpenAI-compatible endpoint, called with an OpenAI SDK.
-        ProviderKind::Gemini => plain(headers, "x-goog-api-key").or(query_key).or_else(|| bearer(headers)),
     }
 }
 
@@ -123,21 +97,6 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["x-keep-me", "openai-beta"]);
-    }
-
-    #[test]
-    fn credentials_are_found_per_kind() {
-        let mut h = HeaderMap::new();
-        h.insert("authorization", HeaderValue::from_static("Bearer tg_abc"));
-        assert_eq!(client_credential(ProviderKind::OpenAi, &h, None), Some("tg_abc"));
-        assert_eq!(client_credential(ProviderKind::Anthropic, &h, None), Some("tg_abc"));
-        assert_eq!(client_credential(ProviderKind::Gemini, &h, None), Some("tg_abc"));
-        h.insert("x-api-key", HeaderValue::from_static("tg_x"));
-        assert_eq!(client_credential(ProviderKind::Anthropic, &h, None), Some("tg_x"));
-        assert_eq!(client_credential(ProviderKind::Gemini, &h, Some("tg_q")), Some("tg_q"));
-        let mut azure = HeaderMap::new();
-        azure.insert("api-key", HeaderValue::from_static("tg_az"));
-        assert_eq!(client_credential(ProviderKind::OpenAi, &azure, None), Some("tg_az"));
     }
 
     #[test]

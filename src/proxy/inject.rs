@@ -105,6 +105,13 @@ fn is_usage_only(event: &[u8]) -> bool {
 /// Finds where events end as the bytes go by, each byte looked at once however the
 /// stream is framed: an event ends at a line end (CRLF, LF or CR) right after another.
 /// A CR is only known to be a line end of its own once the next byte is not an LF.
+///
+/// Not the metering framer ([`crate::usage::sse::Framer`]): that one decodes events
+/// (fields, joined data lines) and may end a line at a CR at once, dropping an LF that
+/// follows in the next slice. Here the exact bytes of each event, terminator included,
+/// are passed on or dropped, so the LF of a CRLF split across frames must stay with its
+/// event: waiting for the byte after a CR is what the framer cannot do without holding
+/// the event back (and flushing it when the body ends). What they share is a `memchr2`.
 #[derive(Debug, Default, Clone, Copy)]
 struct Boundary {
     /// The event's bytes so far end with a whole line end.

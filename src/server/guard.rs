@@ -18,7 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 
-use crate::proxy::body::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
+use crate::sync::lock;
 
 /// A client connection whose writes fail once one has waited longer than `timeout` for
 /// the client to take bytes: a client that stops reading a stream cannot hold it, its
@@ -130,7 +131,7 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         let in_flight = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         let handed = Arc::new(AtomicU64::new(0));
-        let mut responses = self.responses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut responses = lock(&self.responses);
         if responses.len() >= 2 * in_flight + 8 {
             responses.retain(|r| r.strong_count() > 0);
         }
@@ -153,7 +154,7 @@ impl Activity {
     /// control stops it without any write blocking).
     pub fn longest_wait_on_client(&self) -> Duration {
         let now = self.now_ms();
-        let responses = self.responses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let responses = lock(&self.responses);
         let oldest = responses
             .iter()
             .filter_map(Weak::upgrade)
@@ -230,7 +231,7 @@ pub struct Streams(Arc<Mutex<JoinSet<()>>>);
 
 impl Streams {
     fn set(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.0)
     }
 
     /// Cancels every stream still running and waits for them to be gone.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Api, Kind, Meter, Metered, Usage};
+use super::{Api, Meter, Metered, Usage};
+use crate::provider::ProviderKind as Kind;
 
 const CAP: usize = 1 << 20;
 
@@ -15,8 +16,8 @@ fn corpus_dir() -> PathBuf {
 }
 
 /// Runs a body through a fresh meter, one `feed` per slice.
-fn meter(kind: Kind, api: Api, status: u16, sse: bool, slices: &[&[u8]]) -> Metered {
-    let mut m = Meter::new(kind, api, status, sse, CAP);
+fn meter(api: Api, status: u16, sse: bool, slices: &[&[u8]]) -> Metered {
+    let mut m = Meter::new(api, status, sse, CAP);
     for s in slices {
         m.feed(s);
     }
@@ -37,14 +38,14 @@ impl Rng {
 
 /// Meters `body` whole, split at every offset, byte by byte and in random slices, asserting
 /// that every slicing gives the same result, which is returned.
-fn meter_all_slicings(kind: Kind, api: Api, status: u16, sse: bool, body: &[u8]) -> Metered {
-    let whole = meter(kind, api, status, sse, &[body]);
+fn meter_all_slicings(api: Api, status: u16, sse: bool, body: &[u8]) -> Metered {
+    let whole = meter(api, status, sse, &[body]);
     for i in 0..=body.len() {
-        let got = meter(kind, api, status, sse, &[&body[..i], &body[i..]]);
+        let got = meter(api, status, sse, &[&body[..i], &body[i..]]);
         assert_eq!(got, whole, "split at {i}");
     }
     let bytes: Vec<&[u8]> = body.chunks(1).collect();
-    assert_eq!(meter(kind, api, status, sse, &bytes), whole, "byte by byte");
+    assert_eq!(meter(api, status, sse, &bytes), whole, "byte by byte");
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ body.len() as u64);
     for round in 0..8 {
         let mut slices = Vec::new();
@@ -56,7 +57,7 @@ fn meter_all_slicings(kind: Kind, api: Api, status: u16, sse: bool, body: &[u8])
             slices.push(head);
             rest = tail;
         }
-        assert_eq!(meter(kind, api, status, sse, &slices), whole, "random round {round}");
+        assert_eq!(meter(api, status, sse, &slices), whole, "random round {round}");
     }
     whole
 }
@@ -77,7 +78,6 @@ fn field(expected: &Value, key: &str) -> Option<u64> {
 /// One public corpus response, with what the proxy would know when metering it.
 pub(super) struct Case {
     pub(super) name: &'static str,
-    pub(super) kind: Kind,
     pub(super) api: Api,
     pub(super) status: u16,
     pub(super) sse: bool,
@@ -93,7 +93,7 @@ impl Case {
         let expected: Value = serde_json::from_slice(&read("expected.json")).unwrap();
         let kind = kind_of(expected["provider"].as_str().unwrap());
         let path = request["path"].as_str().unwrap();
-        let api = Api::detect(kind, path).unwrap_or_else(|| panic!("{name}: {path} not metered"));
+        let api = kind.native_api(path).unwrap_or_else(|| panic!("{name}: {path} not metered"));
         let status = u16::try_from(expected["http_status"].as_u64().unwrap()).unwrap();
         let headers = expected["response_headers"].as_object().unwrap();
         let content_type = headers
@@ -102,13 +102,13 @@ impl Case {
             .and_then(|(_, v)| v.as_str())
             .unwrap_or_default();
         let sse = content_type.starts_with("text/event-stream");
-        Case { name, kind, api, status, sse, body: read("response"), expected }
+        Case { name, api, status, sse, body: read("response"), expected }
     }
 }
 
 fn check_case(name: &'static str) {
-    let Case { kind, api, status, sse, body, expected, .. } = Case::load(name);
-    let got = meter_all_slicings(kind, api, status, sse, &body);
+    let Case { api, status, sse, body, expected, .. } = Case::load(name);
+    let got = meter_all_slicings(api, status, sse, &body);
     assert_eq!(got.model.as_deref(), expected["model"].as_str(), "{name}: model");
     assert_eq!(got.usage.is_some(), expected["usage_reported"] == true, "{name}: usage_reported");
     assert_eq!(got.complete, expected["usage_complete"] == true, "{name}: usage_complete");
@@ -221,48 +221,14 @@ fn truncated_and_garbled_bodies_never_panic() {
                 *b = b.wrapping_mul(31) ^ 0x5a;
             }
         }
-        for kind_api in [
-            (Kind::OpenAi, Api::ChatCompletions),
-            (Kind::OpenAi, Api::Responses),
-            (Kind::Anthropic, Api::Messages),
-            (Kind::Gemini, Api::StreamGenerateContent),
-        ] {
+        for api in [Api::ChatCompletions, Api::Responses, Api::Messages, Api::StreamGenerateContent] {
             for sse in [true, false] {
                 for cut in (0..body.len()).step_by(97) {
-                    meter(kind_api.0, kind_api.1, 200, sse, &[&body[..cut]]);
+                    meter(api, 200, sse, &[&body[..cut]]);
                 }
-                meter(kind_api.0, kind_api.1, 200, sse, &[&garbled]);
+                meter(api, 200, sse, &[&garbled]);
             }
         }
-    }
-}
-
-#[test]
-fn detect_paths() {
-    use Api::*;
-    let cases = [
-        (Kind::OpenAi, "/v1/chat/completions", Some(ChatCompletions)),
-        (Kind::OpenAi, "/openai/deployments/x/chat/completions", Some(ChatCompletions)),
-        (Kind::OpenAi, "/openai/deployments/chat/completions", Some(Completions)),
-        (Kind::OpenAi, "/v1/completions", Some(Completions)),
-        (Kind::OpenAi, "/v1/responses", Some(Responses)),
-        (Kind::OpenAi, "/v1/responses/resp_1", None),
-        (Kind::OpenAi, "/v1/embeddings", Some(Embeddings)),
-        (Kind::OpenAi, "/api/v1/chat/completions?x=1", Some(ChatCompletions)),
-        (Kind::OpenAi, "/v1/models", None),
-        (Kind::OpenAi, "/v1/files", None),
-        (Kind::Anthropic, "/v1/messages", Some(Messages)),
-        (Kind::Anthropic, "/v1/messages/count_tokens", None),
-        (Kind::Anthropic, "/v1/messages/batches", None),
-        (Kind::Gemini, "/v1beta/models/gemini-2.5-flash:generateContent", Some(GenerateContent)),
-        (Kind::Gemini, "/v1beta/models/gemini-2.5-flash:streamGenerateContent", Some(StreamGenerateContent)),
-        (Kind::Gemini, "/v1beta/models/text-embedding-004:embedContent", Some(EmbedContent)),
-        (Kind::Gemini, "/v1beta/models/gemini-2.5-flash:countTokens", None),
-        (Kind::Gemini, "/v1beta/models", None),
-        (Kind::Gemini, "/", None),
-    ];
-    for (kind, path, want) in cases {
-        assert_eq!(Api::detect(kind, path), want, "{kind:?} {path}");
     }
 }
 

@@ -44,7 +44,7 @@ fn openai_chat_stream_reports_its_tier_and_audio_tokens() {
         ),
         ("", "[DONE]"),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::ChatCompletions, 200, true, &body);
+    let got = meter_all_slicings(Api::ChatCompletions, 200, true, &body);
     let want = Usage {
         audio_input_tokens: Some(100),
         audio_output_tokens: Some(280),
@@ -62,11 +62,11 @@ fn openai_chat_tier_comes_from_the_response_and_is_kept_as_reported() {
         ("", r#"{"model":"gpt-5","service_tier":"fast","choices":[{"index":0,"delta":{"content":"a"}}]}"#),
         ("", r#"{"model":"gpt-5","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::ChatCompletions, 200, true, &body);
+    let got = meter_all_slicings(Api::ChatCompletions, 200, true, &body);
     assert_eq!(got.usage.unwrap().service_tier.as_deref(), Some("fast"));
     // A body with no tier and no audio details leaves both unknown.
     let body = br#"{"model":"gpt-4o","usage":{"prompt_tokens":5,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":0}}}"#;
-    let got = meter(Kind::OpenAi, Api::ChatCompletions, 200, false, &[body]);
+    let got = meter(Api::ChatCompletions, 200, false, &[body]);
     assert_eq!(got.usage, Some(tokens(5, 0, 0, 1)));
 }
 
@@ -133,7 +133,7 @@ fn responses_stream_counts_each_web_search_once_and_bills_the_terminal_tier() {
     for named in [true, false] {
         for output in [full, "[]", "null"] {
             let body = responses_stream_with_searches(named, output);
-            let got = meter_all_slicings(Kind::OpenAi, Api::Responses, 200, true, &body);
+            let got = meter_all_slicings(Api::Responses, 200, true, &body);
             assert_eq!(got.usage.as_ref(), Some(&want), "named {named}, output {output}");
             assert!(got.complete);
         }
@@ -141,19 +141,19 @@ fn responses_stream_counts_each_web_search_once_and_bills_the_terminal_tier() {
     // Cut before the terminal event: nothing was reported, whatever the searches seen.
     let body = responses_stream_with_searches(true, full);
     let cut = body.len() - 200;
-    let got = meter(Kind::OpenAi, Api::Responses, 200, true, &[&body[..cut]]);
+    let got = meter(Api::Responses, 200, true, &[&body[..cut]]);
     assert!(got.usage.is_none() && !got.complete);
 }
 
 #[test]
 fn responses_body_counts_output_items_by_id() {
     let body = br#"{"model":"o3","status":"completed","service_tier":"flex","output":[{"type":"web_search_call","id":"ws_1"},{"type":"web_search_call","id":"ws_1"},{"type":"web_search_call"},{"type":"web_search_call","id":""},{"type":"file_search_call","id":"fs_1"},"x"],"usage":{"input_tokens":10,"output_tokens":2}}"#;
-    let got = meter_all_slicings(Kind::OpenAi, Api::Responses, 200, false, body);
+    let got = meter_all_slicings(Api::Responses, 200, false, body);
     let usage = got.usage.unwrap();
     assert_eq!(usage.web_search_requests, Some(3), "ws_1 once, and two calls without an id");
     assert_eq!(usage.service_tier.as_deref(), Some("flex"));
     let body = br#"{"model":"o3","status":"completed","output":[{"type":"message","id":"m"}],"usage":{"input_tokens":10,"output_tokens":2}}"#;
-    let got = meter(Kind::OpenAi, Api::Responses, 200, false, &[body]);
+    let got = meter(Api::Responses, 200, false, &[body]);
     assert_eq!(got.usage, Some(tokens(10, 0, 0, 2)), "no search: the dimension is absent");
 }
 
@@ -178,7 +178,7 @@ fn anthropic_stream_server_tools_tier_and_geo() {
         ),
         ("message_stop", r#"{"type":"message_stop"}"#),
     ]);
-    let got = meter_all_slicings(Kind::Anthropic, Api::Messages, 200, true, &body);
+    let got = meter_all_slicings(Api::Messages, 200, true, &body);
     let want = Usage {
         web_search_requests: Some(3),
         web_fetch_requests: Some(1),
@@ -190,7 +190,7 @@ fn anthropic_stream_server_tools_tier_and_geo() {
     assert!(got.complete);
     // Cut before message_delta: what message_start said, flagged incomplete.
     let cut = body.windows(20).position(|w| w == b"event: message_delta").unwrap();
-    let got = meter(Kind::Anthropic, Api::Messages, 200, true, &[&body[..cut]]);
+    let got = meter(Api::Messages, 200, true, &[&body[..cut]]);
     let usage = got.usage.unwrap();
     assert_eq!((usage.inference_geo.as_deref(), usage.web_search_requests), (Some("us"), None));
     assert!(!got.complete);
@@ -199,7 +199,7 @@ fn anthropic_stream_server_tools_tier_and_geo() {
 #[test]
 fn anthropic_batch_result_reports_its_tier() {
     let body = br#"{"model":"claude-haiku-4-5-20251001","type":"message","usage":{"input_tokens":100,"output_tokens":20,"service_tier":"batch","server_tool_use":{"web_search_requests":0}}}"#;
-    let got = meter_all_slicings(Kind::Anthropic, Api::Messages, 200, false, body);
+    let got = meter_all_slicings(Api::Messages, 200, false, body);
     let want =
         Usage { service_tier: Some("batch".into()), web_search_requests: Some(0), ..tokens(100, 0, 0, 20) };
     assert_eq!(got.usage, Some(want));
@@ -216,15 +216,15 @@ fn gemini_stream_audio_input_from_the_last_snapshot() {
     };
     let body =
         stream(&[("", &chunk("Sum", 960, "")), ("", &chunk("mary", 960, r#","finishReason":"STOP""#))]);
-    let got = meter_all_slicings(Kind::Gemini, Api::StreamGenerateContent, 200, true, &body);
+    let got = meter_all_slicings(Api::StreamGenerateContent, 200, true, &body);
     let want = Usage { audio_input_tokens: Some(960), ..tokens(972, 0, 0, 4) };
     assert_eq!(got.usage, Some(want));
     assert!(got.complete);
     // snake_case (Vertex SDK dumps) and a details list without audio.
     let body = br#"{"usage_metadata":{"prompt_token_count":7,"candidates_token_count":1,"prompt_tokens_details":[{"modality":"IMAGE","token_count":5},{"modality":"AUDIO","token_count":2}]}}"#;
-    let got = meter(Kind::Gemini, Api::GenerateContent, 200, false, &[body]);
+    let got = meter(Api::GenerateContent, 200, false, &[body]);
     assert_eq!(got.usage.unwrap().audio_input_tokens, Some(2));
     let body = br#"{"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":1,"promptTokensDetails":[{"modality":"TEXT","tokenCount":7}]}}"#;
-    let got = meter(Kind::Gemini, Api::GenerateContent, 200, false, &[body]);
+    let got = meter(Api::GenerateContent, 200, false, &[body]);
     assert_eq!(got.usage.unwrap().audio_input_tokens, Some(0));
 }

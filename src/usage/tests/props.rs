@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use super::*;
+use crate::provider::ProviderKind;
 use crate::usage::observer::{End, Observation, ObservedBody};
 
 /// Cases per property: sized so every property here runs in a few seconds in debug.
@@ -41,16 +42,8 @@ pub(crate) fn partition<'a>(body: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
 static CORPUS: LazyLock<Vec<Case>> = LazyLock::new(|| CASES.iter().map(|name| Case::load(name)).collect());
 
 /// Meters `slices` in order; bit `i % 64` of `by_frame` picks `feed_bytes` over `feed`.
-fn meter_with(
-    kind: Kind,
-    api: Api,
-    status: u16,
-    sse: bool,
-    cap: usize,
-    slices: &[&[u8]],
-    by_frame: u64,
-) -> Metered {
-    let mut m = Meter::new(kind, api, status, sse, cap);
+fn meter_with(api: Api, status: u16, sse: bool, cap: usize, slices: &[&[u8]], by_frame: u64) -> Metered {
+    let mut m = Meter::new(api, status, sse, cap);
     for (i, s) in slices.iter().enumerate() {
         if by_frame >> (i % 64) & 1 == 1 {
             m.feed_bytes(&Bytes::copy_from_slice(s));
@@ -91,7 +84,7 @@ fn compress(encoding: &str, plain: &[u8]) -> Vec<u8> {
 fn observe(case: &Case, encoding: &str, frames: Vec<Bytes>) -> (Observation, Vec<u8>) {
     let settled = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&settled);
-    let meter = Meter::new(case.kind, case.api, case.status, case.sse, CAP);
+    let meter = Meter::new(case.api, case.status, case.sse, CAP);
     let frames = frames.into_iter().map(|f| Ok::<_, Infallible>(Frame::data(f)));
     let body = ObservedBody::new(
         StreamBody::new(futures_util::stream::iter(frames)),
@@ -104,16 +97,16 @@ fn observe(case: &Case, encoding: &str, frames: Vec<Bytes>) -> (Observation, Vec
     (observation, passed)
 }
 
-/// Every metered (kind, API) pair, the kind the one a provider of that family would have.
-const APIS: [(Kind, Api); 8] = [
-    (Kind::OpenAi, Api::ChatCompletions),
-    (Kind::OpenAi, Api::Completions),
-    (Kind::OpenAi, Api::Responses),
-    (Kind::OpenAi, Api::Embeddings),
-    (Kind::Anthropic, Api::Messages),
-    (Kind::Gemini, Api::GenerateContent),
-    (Kind::Gemini, Api::StreamGenerateContent),
-    (Kind::Gemini, Api::EmbedContent),
+/// Every metered API.
+const APIS: [Api; 8] = [
+    Api::ChatCompletions,
+    Api::Completions,
+    Api::Responses,
+    Api::Embeddings,
+    Api::Messages,
+    Api::GenerateContent,
+    Api::StreamGenerateContent,
+    Api::EmbedContent,
 ];
 
 /// Pieces that, strung together, make bodies near enough to real ones to reach the
@@ -185,8 +178,8 @@ proptest! {
         by_frame in any::<u64>(),
     ) {
         let c = &CORPUS[case.index(CORPUS.len())];
-        let whole = meter(c.kind, c.api, c.status, c.sse, &[&c.body]);
-        let got = meter_with(c.kind, c.api, c.status, c.sse, CAP, &partition(&c.body, &cuts), by_frame);
+        let whole = meter(c.api, c.status, c.sse, &[&c.body]);
+        let got = meter_with(c.api, c.status, c.sse, CAP, &partition(&c.body, &cuts), by_frame);
         prop_assert_eq!(got, whole, "{}", c.name);
     }
 }
@@ -201,7 +194,7 @@ proptest! {
         cuts in vec(any::<Index>(), 0..40),
     ) {
         let c = &CORPUS[case.index(CORPUS.len())];
-        let plain = meter(c.kind, c.api, c.status, c.sse, &[&c.body]);
+        let plain = meter(c.api, c.status, c.sse, &[&c.body]);
         let compressed = compress(encoding, &c.body);
         let frames = partition(&compressed, &cuts).into_iter().map(Bytes::copy_from_slice).collect();
         let (observation, passed) = observe(c, encoding, frames);
@@ -217,7 +210,7 @@ proptest! {
 
     #[test]
     fn any_bytes_meter_the_same_in_any_partition_without_panicking(
-        (kind, api) in select(&APIS[..]),
+        api in select(&APIS[..]),
         status in select(&[200u16, 201, 429, 500][..]),
         sse in any::<bool>(),
         cap in prop_oneof![Just(CAP), 0usize..200],
@@ -225,8 +218,8 @@ proptest! {
         cuts in vec(any::<Index>(), 0..24),
         by_frame in any::<u64>(),
     ) {
-        let whole = meter_with(kind, api, status, sse, cap, &[&body], 0);
-        let got = meter_with(kind, api, status, sse, cap, &partition(&body, &cuts), by_frame);
+        let whole = meter_with(api, status, sse, cap, &[&body], 0);
+        let got = meter_with(api, status, sse, cap, &partition(&body, &cuts), by_frame);
         prop_assert_eq!(&got, &whole);
         prop_assert!(!whole.complete || whole.usage.is_some(), "complete without usage");
         prop_assert!(sse || whole.events == 0);
@@ -234,7 +227,7 @@ proptest! {
     }
 
     #[test]
-    fn detecting_the_api_of_any_path_never_panics(kind in select(&APIS[..]), path in any::<String>()) {
-        let _ = Api::detect(kind.0, &path);
+    fn detecting_the_api_of_any_path_never_panics(kind in select(&ProviderKind::ALL[..]), path in any::<String>()) {
+        let _ = kind.api(&path);
     }
 }

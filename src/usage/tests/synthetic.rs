@@ -42,7 +42,7 @@ fn openai_completions_stream_with_usage_chunk() {
         ),
         ("", "[DONE]"),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::Completions, 200, true, &body);
+    let got = meter_all_slicings(Api::Completions, 200, true, &body);
     assert_eq!(got.model.as_deref(), Some("gpt-3.5-turbo-instruct-0914"));
     assert_eq!(got.usage, Some(usage(5, 0, 0, 7, 0)));
     assert!(got.complete && !got.upstream_error);
@@ -61,7 +61,7 @@ fn groq_with_only_x_groq_usage_counts_once() {
         ),
         ("", "[DONE]"),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::ChatCompletions, 200, true, &body);
+    let got = meter_all_slicings(Api::ChatCompletions, 200, true, &body);
     assert_eq!(got.usage, Some(usage(40, 0, 0, 9, 0)));
     assert!(got.complete);
 }
@@ -78,7 +78,7 @@ fn openrouter_midstream_error_chunk() {
             r#"{"model":"openai/gpt-4o","error":{"code":502,"message":"Provider disconnected"},"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}"#,
         ),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::ChatCompletions, 200, true, &body);
+    let got = meter_all_slicings(Api::ChatCompletions, 200, true, &body);
     assert_eq!(got.model.as_deref(), Some("openai/gpt-4o"));
     assert!(got.upstream_error && got.usage.is_none() && !got.complete);
 }
@@ -86,10 +86,10 @@ fn openrouter_midstream_error_chunk() {
 #[test]
 fn deepseek_cache_hits_without_details_and_cache_writes() {
     let body = br#"{"model":"deepseek-reasoner","usage":{"prompt_tokens":100,"completion_tokens":50,"prompt_cache_hit_tokens":64,"prompt_cache_miss_tokens":36,"completion_tokens_details":{"reasoning_tokens":30}}}"#;
-    let got = meter_all_slicings(Kind::OpenAi, Api::ChatCompletions, 200, false, body);
+    let got = meter_all_slicings(Api::ChatCompletions, 200, false, body);
     assert_eq!(got.usage, Some(usage(100, 64, 0, 50, 30)));
     let body = br#"{"model":"gpt-5.6-sol","usage":{"prompt_tokens":3000,"completion_tokens":10,"prompt_tokens_details":{"cached_tokens":1000,"cache_write_tokens":2000}}}"#;
-    let got = meter(Kind::OpenAi, Api::ChatCompletions, 200, false, &[body]);
+    let got = meter(Api::ChatCompletions, 200, false, &[body]);
     assert_eq!(got.usage, Some(usage(3000, 1000, 2000, 10, 0)));
 }
 
@@ -106,7 +106,7 @@ fn responses_incomplete_is_billable() {
             r#"{"type":"response.incomplete","response":{"model":"o3-2025-04-16","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":0},"output_tokens":256,"output_tokens_details":{"reasoning_tokens":256},"total_tokens":276}}}"#,
         ),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::Responses, 200, true, &body);
+    let got = meter_all_slicings(Api::Responses, 200, true, &body);
     assert_eq!(got.model.as_deref(), Some("o3-2025-04-16"));
     assert_eq!(got.usage, Some(usage(20, 0, 0, 256, 256)));
     assert!(got.complete && !got.upstream_error);
@@ -124,7 +124,7 @@ fn responses_failed_and_error_events() {
             r#"{"type":"response.failed","response":{"model":"gpt-5-2025-08-07","status":"failed","error":{"code":"server_error"},"usage":null}}"#,
         ),
     ]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::Responses, 200, true, &body);
+    let got = meter_all_slicings(Api::Responses, 200, true, &body);
     assert_eq!(got.model.as_deref(), Some("gpt-5-2025-08-07"));
     assert!(got.upstream_error && got.usage.is_none() && !got.complete);
 
@@ -132,7 +132,7 @@ fn responses_failed_and_error_events() {
         "error",
         r#"{"type":"error","sequence_number":3,"error":{"type":"invalid_request_error","code":"bad","message":"x"}}"#,
     )]);
-    let got = meter_all_slicings(Kind::OpenAi, Api::Responses, 200, true, &body);
+    let got = meter_all_slicings(Api::Responses, 200, true, &body);
     assert!(got.upstream_error && got.usage.is_none());
 }
 
@@ -154,7 +154,7 @@ fn anthropic_one_hour_cache_write_and_thinking() {
         ),
         ("message_stop", r#"{"type":"message_stop"}"#),
     ]);
-    let got = meter_all_slicings(Kind::Anthropic, Api::Messages, 200, true, &body);
+    let got = meter_all_slicings(Api::Messages, 200, true, &body);
     let mut want = usage(2610, 500, 2100, 300, 200);
     want.cache_write_1h_tokens = 2000;
     assert_eq!(got.usage, Some(want));
@@ -174,7 +174,7 @@ fn anthropic_delta_replaces_input_with_server_tools_and_null_keeps() {
             r#"{"type":"message_delta","usage":{"input_tokens":900,"cache_read_input_tokens":null,"output_tokens":50,"server_tool_use":{"web_search_requests":1}}}"#,
         ),
     ]);
-    let got = meter_all_slicings(Kind::Anthropic, Api::Messages, 200, true, &body);
+    let got = meter_all_slicings(Api::Messages, 200, true, &body);
     let mut want = usage(900, 0, 0, 50, 0);
     want.web_search_requests = Some(1);
     assert_eq!(got.usage, Some(want));
@@ -183,7 +183,7 @@ fn anthropic_delta_replaces_input_with_server_tools_and_null_keeps() {
 #[test]
 fn anthropic_compaction_iterations_are_summed() {
     let body = br#"{"model":"claude-opus-4-6","type":"message","usage":{"input_tokens":300,"output_tokens":40,"cache_read_input_tokens":0,"cache_creation_input_tokens":0,"iterations":[{"type":"compaction","input_tokens":5000,"output_tokens":700},{"type":"message","input_tokens":300,"output_tokens":40}]}}"#;
-    let got = meter_all_slicings(Kind::Anthropic, Api::Messages, 200, false, body);
+    let got = meter_all_slicings(Api::Messages, 200, false, body);
     assert_eq!(got.usage, Some(usage(5300, 0, 0, 740, 0)));
 }
 
@@ -199,12 +199,12 @@ fn gemini_tool_use_prompt_and_cached_content() {
             r#"{"candidates":[{"content":{"parts":[{"text":"b"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":1200,"cachedContentTokenCount":1024,"candidatesTokenCount":9,"toolUsePromptTokenCount":80,"thoughtsTokenCount":40,"totalTokenCount":1329},"modelVersion":"gemini-2.5-pro"}"#,
         ),
     ]);
-    let got = meter_all_slicings(Kind::Gemini, Api::StreamGenerateContent, 200, true, &body);
+    let got = meter_all_slicings(Api::StreamGenerateContent, 200, true, &body);
     assert_eq!(got.usage, Some(usage(1280, 1024, 0, 49, 40)));
     assert!(got.complete);
     // Cut before the finishReason chunk: the last snapshot is a lower bound, flagged incomplete.
     let cut = &body[..body.len() / 2 + 10];
-    let got = meter(Kind::Gemini, Api::StreamGenerateContent, 200, true, &[cut]);
+    let got = meter(Api::StreamGenerateContent, 200, true, &[cut]);
     assert_eq!(got.usage, Some(usage(1280, 1024, 0, 43, 40)));
     assert!(!got.complete);
 }
@@ -213,26 +213,26 @@ fn gemini_tool_use_prompt_and_cached_content() {
 fn gemini_json_array_stream_and_embed_content() {
     let body = br#"[{"candidates":[{"index":0}],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":1},"modelVersion":"gemini-2.5-flash-lite"},
 {"candidates":[{"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":5},"modelVersion":"gemini-2.5-flash-lite"}]"#;
-    let got = meter_all_slicings(Kind::Gemini, Api::StreamGenerateContent, 200, false, body);
+    let got = meter_all_slicings(Api::StreamGenerateContent, 200, false, body);
     assert_eq!(got.usage, Some(usage(7, 0, 0, 5, 0)));
     assert!(got.complete);
 
     let body =
         br#"{"embedding":{"values":[0.1,-0.2]},"usageMetadata":{"promptTokenCount":6,"totalTokenCount":6}}"#;
-    let got = meter(Kind::Gemini, Api::EmbedContent, 200, false, &[body]);
+    let got = meter(Api::EmbedContent, 200, false, &[body]);
     assert_eq!(got.usage, Some(usage(6, 0, 0, 0, 0)));
-    let got = meter(Kind::Gemini, Api::EmbedContent, 200, false, &[br#"{"embedding":{"values":[0.5]}}"#]);
+    let got = meter(Api::EmbedContent, 200, false, &[br#"{"embedding":{"values":[0.5]}}"#]);
     assert!(got.usage.is_none() && !got.complete && !got.upstream_error);
 }
 
 #[test]
 fn odd_numbers_and_shapes_cost_only_their_field() {
     let body = br#"{"model":7,"usage":{"prompt_tokens":12.5,"completion_tokens":-3,"total_tokens":9,"prompt_tokens_details":"x"}}"#;
-    let got = meter(Kind::OpenAi, Api::ChatCompletions, 200, false, &[body]);
+    let got = meter(Api::ChatCompletions, 200, false, &[body]);
     assert_eq!(got.model, None);
     assert_eq!(got.usage, Some(usage(0, 0, 0, 0, 0)));
     for junk in [&b"<html>502</html>"[..], b"", b"{", b"null", b"[1,2]", b"{\"usage\":[]}"] {
-        let got = meter(Kind::OpenAi, Api::ChatCompletions, 200, false, &[junk]);
+        let got = meter(Api::ChatCompletions, 200, false, &[junk]);
         assert!(got.usage.is_none() && !got.complete);
     }
 }
@@ -241,7 +241,7 @@ fn odd_numbers_and_shapes_cost_only_their_field() {
 fn error_status_still_reads_usage() {
     let body =
         br#"{"model":"gpt-4o","error":{"message":"x"},"usage":{"prompt_tokens":3,"completion_tokens":0}}"#;
-    let got = meter(Kind::OpenAi, Api::ChatCompletions, 500, false, &[body]);
+    let got = meter(Api::ChatCompletions, 500, false, &[body]);
     assert!(got.upstream_error);
     assert_eq!(got.usage, Some(usage(3, 0, 0, 0, 0)));
 }
@@ -249,7 +249,7 @@ fn error_status_still_reads_usage() {
 #[test]
 fn json_over_the_cap_is_unknown_but_an_oversized_stream_event_does_not_void_usage() {
     let body = br#"{"model":"gpt-4o","usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
-    let mut m = Meter::new(Kind::OpenAi, Api::ChatCompletions, 200, false, 16);
+    let mut m = Meter::new(Api::ChatCompletions, 200, false, 16);
     for part in body.chunks(5) {
         m.feed(part);
     }
@@ -261,7 +261,7 @@ fn json_over_the_cap_is_unknown_but_an_oversized_stream_event_does_not_void_usag
         ("", &big),
         ("", r#"{"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#),
     ]);
-    let mut m = Meter::new(Kind::OpenAi, Api::ChatCompletions, 200, true, 256);
+    let mut m = Meter::new(Api::ChatCompletions, 200, true, 256);
     m.feed(&body);
     let got = m.finish();
     // A huge content event (an inline image, say) is skipped; the usage chunk still counts.

@@ -1,5 +1,6 @@
-//! Body types on both sides of the proxy: the boxed body every response uses, and the
-//! idle-timeout wrapper that cuts an upstream body which stops sending frames.
+//! Body types on both sides of the proxy: the boxed body every response uses (the proxy's,
+//! the admin API's, tollgate's own errors), and the idle-timeout wrapper that cuts an
+//! upstream body which stops sending frames.
 
 use std::future::Future;
 use std::pin::Pin;
