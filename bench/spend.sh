@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GET /v1/spend for one project over one month with 10 million cost records in the
-# table, on SQLite and on PostgreSQL. See docs/BENCHMARKS.md, "Spend reports".
+# GET /v1/spend for one project over one month, and the dashboard's pages, with 10
+# million cost records in the table, on SQLite and on PostgreSQL. See docs/BENCHMARKS.md,
+# "Spend reports" and "Dashboard".
 #
 # The records (generated in SQL, not through the proxy) span 90 days (2026-09-01 to
 # 2026-11-30) across 50 projects and 200 users of one organization, three models; the
@@ -126,6 +127,28 @@ rows = json.load(open(path))["data"]
 requests = sum(r["requests"] for r in rows)
 cost = sum(__import__("decimal").Decimal(r["cost_usd"]) for r in rows)
 print(f"| {name} | {group} | {requests:,} | {cost} | {t[0]:.0f} | {t[len(t)//2]:.0f} |")
+PY
+    done
+    # The dashboard (docs/DASHBOARD.md) over the same data: one project's month by model,
+    # the whole organization's month by project, and 90 days by user.
+    for q in "group_by=model&project_id=$PROJECT&from=2026-11-01&to=2026-11-30" \
+        "group_by=project&from=2026-11-01&to=2026-11-30" \
+        "group_by=user&from=2026-09-01&to=2026-11-29"; do
+        local page="/dashboard?$q"
+        curl -s -o "$DATA/$name-dashboard.html" -w '%{http_code}' "http://127.0.0.1:$((PORT + 1))$page" | grep -q 200 ||
+            { log "$name: $page did not answer 200"; exit 1; }
+        local times=()
+        for _ in $(seq 1 7); do
+            times+=("$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$((PORT + 1))$page")")
+        done
+        python3 - "$name" "$q" "$DATA/$name-dashboard.html" "${times[@]}" <<'PY'
+import re, sys
+name, q, path, *times = sys.argv[1:]
+t = sorted(float(x) * 1000 for x in times)
+html = open(path).read()
+requests = re.search(r'id="total-requests">([0-9,]+)<', html).group(1)
+cost = re.search(r'id="total-cost"><span title="\$([0-9.]+)"', html).group(1)
+print(f"| {name} | dashboard {q.split('&')[0]}{' (one project)' if 'project_id' in q else ''}, {q.split('from=')[1].replace('&to=', ' to ')} | {requests} | {cost} | {t[0]:.0f} | {t[len(t)//2]:.0f} |")
 PY
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -85,13 +85,13 @@ pub struct BudgetStatus {
     #[serde(flatten)]
     pub budget: Budget,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = crate::store::Usd)]
     pub spent_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = crate::store::Usd)]
     pub reserved_usd: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = crate::store::Usd)]
     pub remaining_usd: Decimal,
     pub window_start: DateTime<Utc>,
     pub window_end: Option<DateTime<Utc>>,

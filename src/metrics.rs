@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Response};
+use http::{header, HeaderValue, Response};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::admin::AdminError;
 use crate::body::{full, ProxyBody};
 use crate::budget::Budgets;
 use crate::ledger::Ledger;
@@ -258,17 +257,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Answers a scrape: the text, unless the token is required and was not presented.
-    pub fn respond(&self, method: &Method, authorized: bool) -> Result<Response<ProxyBody>, AdminError> {
+    /// Answers a scrape (GET, or HEAD: the server drops the body): the text, or `None`
+    /// when the token is required and was not presented.
+    pub fn respond(&self, authorized: bool) -> Option<Response<ProxyBody>> {
         if !self.open && !authorized {
-            return Err(AdminError::Unauthorized);
-        }
-        if method != Method::GET && method != Method::HEAD {
-            return Err(AdminError::MethodNotAllowed { allow: "GET, HEAD".into() });
+            return None;
         }
         let mut response = Response::new(full(Bytes::from(self.metrics.render(&self.sources))));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-        Ok(response)
+        Some(response)
     }
 }
 

@@ -16,9 +16,6 @@ use super::{budgets, dashboard, entities, keys, reports, service};
 /// The name of the bearer-token security scheme (the `security` attributes spell it out).
 pub const BEARER: &str = "admin_token";
 
-/// A decimal string: how every amount of money leaves tollgate.
-const USD_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
-
 /// The description: every admin operation, its inputs, its answers.
 #[derive(OpenApi)]
 #[openapi(
@@ -125,21 +122,7 @@ pub fn json() -> &'static serde_json::Value {
     &JSON
 }
 
-/// An amount of US dollars as a decimal string, exact (`"0.0012345"`).
-pub struct Usd;
-
-impl PartialSchema for Usd {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some(USD_PATTERN))
-            .description(Some("US dollars as an exact decimal string"))
-            .examples([serde_json::json!("0.0012345")])
-            .into()
-    }
-}
-
-impl ToSchema for Usd {}
+pub use crate::store::Usd;
 
 /// A positive amount of US dollars on input: a decimal string, or a JSON number read
 /// exactly as written.

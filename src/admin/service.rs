@@ -4,13 +4,13 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::openapi::Unauthorized;
 use super::router::{Call, Reply};
-use super::{json_response, openapi, AdminState};
+use super::{json_response, openapi, AdminError, AdminState};
 use crate::body::full;
 
 /// A health answer.
@@ -63,7 +63,7 @@ pub async fn openapi_json(_state: &AdminState, _call: Call) -> Reply {
         (status = 401, response = Unauthorized),
     ))]
 pub async fn metrics(state: &AdminState, call: Call) -> Reply {
-    state.metrics.respond(&Method::GET, call.authorized)
+    state.metrics.respond(call.authorized).ok_or(AdminError::Unauthorized)
 }
 
 /// The headers `GET /metrics` would answer with.
@@ -73,5 +73,5 @@ pub async fn metrics(state: &AdminState, call: Call) -> Reply {
         (status = 401, response = Unauthorized),
     ))]
 pub async fn metrics_head(state: &AdminState, call: Call) -> Reply {
-    state.metrics.respond(&Method::HEAD, call.authorized)
+    state.metrics.respond(call.authorized).ok_or(AdminError::Unauthorized)
 }

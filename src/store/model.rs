@@ -169,7 +169,7 @@ pub struct CostRecord {
     pub output_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = Usd)]
     pub cost_usd: rust_decimal::Decimal,
     pub status_code: u16,
     pub latency_ms: u64,
@@ -251,7 +251,7 @@ pub struct SpendRow {
     pub input_tokens: u64,
     pub output_tokens: u64,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = Usd)]
     pub cost_usd: rust_decimal::Decimal,
 }
 
@@ -298,7 +298,7 @@ pub struct Budget {
     pub scope: Scope,
     pub scope_id: Uuid,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = Usd)]
     pub limit_usd: rust_decimal::Decimal,
     pub period: crate::window::Period,
     pub hard: bool,
@@ -334,10 +334,10 @@ pub struct Alert {
     pub window_start: DateTime<Utc>,
     pub threshold_percent: u32,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = Usd)]
     pub limit_usd: rust_decimal::Decimal,
     #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = crate::admin::openapi::Usd)]
+    #[schema(value_type = Usd)]
     pub spent_usd: rust_decimal::Decimal,
     pub created_at: DateTime<Utc>,
     pub delivery_status: String,
@@ -346,6 +346,23 @@ pub struct Alert {
     pub delivered_at: Option<DateTime<Utc>>,
     pub webhook_url: Option<String>,
 }
+
+/// An amount of US dollars as a decimal string, exact (`"0.0012345"`): how every amount
+/// of money leaves tollgate, as the OpenAPI description states it.
+pub struct Usd;
+
+impl utoipa::PartialSchema for Usd {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^-?[0-9]+(\.[0-9]+)?$"))
+            .description(Some("US dollars as an exact decimal string"))
+            .examples([serde_json::json!("0.0012345")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Usd {}
 
 #[cfg(test)]
 mod tests {
