@@ -21,7 +21,8 @@
 //!   replicas), one migration set each under migrations/; [`invalidation`] carries admin
 //!   writes made elsewhere (NOTIFY/LISTEN, or polling on SQLite) into the caches.
 //! - [`admin`] is the admin API (one annotated handler per operation; its router and
-//!   `/openapi.json` come from the same description); [`cli`] the same operations from
+//!   `/openapi.json` come from the same description) and the dashboard's HTML pages
+//!   ([`admin::dashboard`]); [`cli`] the same operations from
 //!   the command line; [`metrics`] what the admin listener's `/metrics` shows
 //!   (Prometheus).
 //! - [`config`] turns the TOML file into a validated [`config::Config`]; [`app`] wires

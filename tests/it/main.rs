@@ -12,6 +12,7 @@ mod dashboard;
 mod db;
 mod factory;
 mod journal;
+mod layering;
 mod ledger;
 mod metering;
 mod metrics;
