@@ -175,6 +175,11 @@ check_records curl-gemini 2
 tg spend --group-by key --json >"$TMP/spend.json"
 REQUESTS=$("$PY" -c 'import json,sys; print(sum(r["requests"] for r in json.load(sys.stdin)["data"]))' <"$TMP/spend.json")
 [ "$REQUESTS" = 8 ] || die "tollgate spend --json counts $REQUESTS requests, expected 8"
+# What the operator sees of them: the project's spend on the dashboard (signed in
+# through its form) equal to its records, and the calls counted on /metrics.
+log "dashboard and /metrics"
+printf '[examples]   ' >&2
+CHECK operator "$ADMIN" "$PROJECT" 8 >&2 || die "dashboard or /metrics"
 
 # --- the sidecar -----------------------------------------------------------------------
 # examples/sidecar/tollgate.toml as it is, on free ports, with its own database and the

@@ -11,12 +11,17 @@ with a message saying what is wrong.
     examples_check.py records ADMIN QUERY COUNT [FILE]
                                                    COUNT priced records for QUERY (and
                                                    the request ids FILE printed)
+    examples_check.py operator ADMIN PROJECT COUNT what an operator sees of the calls: the
+                                                   dashboard (signed in through its form)
+                                                   and /metrics, against the cost records
     examples_check.py kubernetes FILE OUT          the manifest; its tollgate.toml to OUT
     examples_check.py compose FILE                 the Compose file
 """
 
+import http.cookiejar
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -162,8 +167,40 @@ def compose(path):
         fail(f"{path}: the replicas must not share a journal volume")
     print(f"services {', '.join(services)}; build context has the Dockerfile")
 
+def operator(admin, project, count):
+    """Signs in to the dashboard as a browser does (form, then cookie), reads the project's
+    spend there, and the request count on /metrics (loopback: no token)."""
+    count = int(count)
+    data = admin_get(admin, f"/v1/cost-records?project_id={project}&limit=1000")["data"]
+    total = sum(Decimal(r["cost_usd"]) for r in data)
+    if len(data) != count:
+        fail(f"project {project}: {len(data)} cost records, expected {count}")
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = f"token={os.environ['TOLLGATE_ADMIN_TOKEN']}".encode()
+    with browser.open(f"{admin}/dashboard/login", data=form, timeout=10) as page:
+        html = page.read().decode()
+        if page.geturl() != f"{admin}/dashboard":
+            fail(f"signing in led to {page.geturl()}")
+    if not any(c.name == "tollgate_session" for c in jar):
+        fail("signing in set no session cookie")
+    row = re.search(rf'data-group="{project}".*?class="n cost"><span title="[^"]*" data-usd="([^"]+)"', html, re.S)
+    if not row:
+        fail(f"the dashboard shows no row for project {project}")
+    if Decimal(row.group(1)) != total:
+        fail(f"the dashboard shows ${row.group(1)} for the project, its cost records sum to ${total}")
+    with urllib.request.urlopen(f"{admin}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    counted = sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("tollgate_requests_total{")
+    )
+    if counted < count:
+        fail(f"/metrics counts {counted} requests, expected at least {count}")
+    print(f"dashboard: project ${total} = its {count} records; /metrics: {counted:g} requests")
+
 
 COMMANDS = {
+    "operator": operator,
     "ports": ports,
     "field": field,
     "answers": answers,
