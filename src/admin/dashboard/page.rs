@@ -300,6 +300,9 @@ pub fn dashboard(view: &View, today: NaiveDate, signed_in: bool) -> Markup {
                             }
                         }
                     }
+                    @if view.more_budgets > 0 {
+                        p.muted #more-budgets { (view.more_budgets) " more budgets (users' last): pick an organization, project or user to see theirs." }
+                    }
                 }
             }
             section #latest {

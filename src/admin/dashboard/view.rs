@@ -12,7 +12,9 @@ use uuid::Uuid;
 use super::super::requests::Query;
 use super::super::{AdminError, AdminState};
 use crate::budget::BudgetStatus;
-use crate::store::{Alert, CostRecord, DayRow, GroupBy, RecordFilter, Scope, SpendRow, StoreError};
+use crate::store::{
+    Alert, Budget, CostRecord, DayRow, GroupBy, PageRequest, RecordFilter, Scope, SpendRow, StoreError,
+};
 
 /// The longest range a page draws (days).
 pub const MAX_DAYS: i64 = 366;
@@ -26,6 +28,8 @@ pub const TABLE_ROWS: usize = 100;
 pub const LATEST: u32 = 25;
 /// Newest fired alerts listed.
 pub const ALERTS: usize = 20;
+/// Budgets shown (their windows are read one by one).
+pub const BUDGETS: usize = 100;
 
 /// The groupings the page offers.
 pub const GROUPINGS: [(GroupBy, &str); 5] = [
@@ -163,6 +167,8 @@ pub struct View {
     /// Groups beyond [`TABLE_ROWS`], summed (their count and sums).
     pub rest: Option<(usize, SpendRow)>,
     pub budgets: Vec<BudgetLine>,
+    /// Budgets beyond [`BUDGETS`], not shown.
+    pub more_budgets: usize,
     pub latest: Vec<RecordLine>,
     pub alerts: Vec<AlertLine>,
     /// The name of each filter that is set, for the page's heading.
@@ -201,16 +207,11 @@ impl View {
             (groups.len() - TABLE_ROWS, sum)
         });
 
-        let ids_only = RecordFilter {
-            organization_id: params.organization_id,
-            project_id: params.project_id,
-            user_id: params.user_id,
-            ..RecordFilter::default()
-        };
-        let mut budgets = Vec::new();
-        for status in super::super::budget_use(state, &ids_only).await? {
-            let scope_name = names.qualified(status.budget.scope, status.budget.scope_id).await?;
-            budgets.push(BudgetLine { status, scope_name });
+        let (chosen, more_budgets) = budgets_of(state, &params).await?;
+        let mut budgets = Vec::with_capacity(chosen.len());
+        for budget in chosen {
+            let scope_name = names.qualified(budget.scope, budget.scope_id).await?;
+            budgets.push(BudgetLine { status: state.budgets.status(budget).await?, scope_name });
         }
 
         let mut latest = Vec::new();
@@ -247,8 +248,56 @@ impl View {
         if let Some(model) = &params.model {
             filters.push(("model", model.clone()));
         }
-        Ok(View { params, days, total, series, groups: lines, rest, budgets, latest, alerts, filters })
+        Ok(View {
+            params,
+            days,
+            total,
+            series,
+            groups: lines,
+            rest,
+            budgets,
+            more_budgets,
+            latest,
+            alerts,
+            filters,
+        })
     }
+}
+
+/// The budgets the page shows: those of the filtered organization, project and user (all
+/// when unfiltered), organizations' first, then projects', then users', at most
+/// [`BUDGETS`]; and how many more there are. Only the shown ones get their window read.
+async fn budgets_of(state: &AdminState, params: &Params) -> Result<(Vec<Budget>, usize), AdminError> {
+    let wanted: Vec<Uuid> =
+        [params.organization_id, params.project_id, params.user_id].into_iter().flatten().collect();
+    let mut all = Vec::new();
+    if wanted.is_empty() {
+        let mut page = PageRequest { cursor: None, limit: 1000 };
+        loop {
+            let got = state.store.list_budgets(None, &page).await?;
+            all.extend(got.data);
+            match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
+                Some(c) => page.cursor = Some(c),
+                None => break,
+            }
+        }
+    } else {
+        for id in wanted {
+            let mut page = PageRequest { cursor: None, limit: 1000 };
+            loop {
+                let got = state.store.list_budgets(Some(id), &page).await?;
+                all.extend(got.data);
+                match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
+                    Some(c) => page.cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+    }
+    all.sort_by(|a, b| a.scope.cmp(&b.scope).then(a.created_at.cmp(&b.created_at)).then(a.id.cmp(&b.id)));
+    let more = all.len().saturating_sub(BUDGETS);
+    all.truncate(BUDGETS);
+    Ok((all, more))
 }
 
 /// The range's total and each group's sums, dearest first.
