@@ -323,6 +323,8 @@ delegate! {
     fn get_alert(&self, id: Uuid) -> Alert;
     /// Fired alerts, of one budget or all.
     fn list_alerts(&self, budget_id: Option<Uuid>) -> Vec<Alert>;
+    /// The newest alerts of some alert configs, newest first.
+    fn latest_alerts(&self, config_ids: &[Uuid], limit: u32) -> Vec<Alert>;
     /// Alerts whose webhook is not delivered yet.
     fn pending_alerts(&self) -> Vec<Alert>;
     /// Takes over pending deliveries nobody holds (the one that fired them stopped):

@@ -263,11 +263,12 @@ pub(super) fn print_budget_use(budgets: &[BudgetStatus]) -> std::io::Result<()> 
     )?;
     for s in budgets {
         let b = &s.budget;
-        let used = if b.limit_usd.is_zero() {
-            Decimal::ZERO
-        } else {
-            (s.spent_usd * Decimal::ONE_HUNDRED / b.limit_usd).round_dp(1)
-        };
+        // A limit of a few billionths of a cent makes the ratio overflow: show the most.
+        let used = s
+            .spent_usd
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .and_then(|x| x.checked_div(b.limit_usd))
+            .map_or(Decimal::MAX, |x| x.round_dp(1));
         out!(
             "{:<36}  {:<12}  {:<36}  {:<8}  {:<4}  {:>12}  {:>12}  {:>5}%",
             b.id,

@@ -197,12 +197,21 @@ async fn a_wrong_parameter_is_a_page_that_names_it() {
         ("from=2024-01-01&to=2026-01-01", "366 days"),
         ("group_by=colour", "group_by"),
         ("project_id=nope", "project_id"),
+        // Dates at chrono's ends used to overflow the range arithmetic (a panic).
+        ("to=-262143-01-01", "to"),
+        ("from=-262143-01-01&to=-262143-01-02", "to: must be between"),
+        ("from=%2B262142-12-31&to=%2B262142-12-31", "to: must be"),
+        ("from=1969-12-31", "between 1970-01-01 and 9999-12-30"),
     ] {
         let got = get(&app, &format!("/dashboard?{query}"), &[("authorization", &bearer)]).await;
         assert_eq!(got.status, 400, "{query}");
         assert_eq!(got.headers["content-type"], "text/html; charset=utf-8");
         assert!(text(&got).contains(field), "{query}: {}", text(&got));
     }
+    let long = format!("/dashboard?model={}", "m".repeat(2000));
+    assert_eq!(get(&app, &long, &[("authorization", &bearer)]).await.status, 400);
+    let last = get(&app, "/dashboard?from=9999-12-01&to=9999-12-30", &[("authorization", &bearer)]).await;
+    assert_eq!(last.status, 200, "the last representable days are a page");
 }
 
 mod browser {

@@ -361,7 +361,9 @@ fn share(part: Decimal, total: Decimal) -> String {
     if total.is_zero() {
         return "—".to_owned();
     }
-    format!("{}%", (part * Decimal::ONE_HUNDRED / total).round_dp(1))
+    part.checked_mul(Decimal::ONE_HUNDRED)
+        .and_then(|x| x.checked_div(total))
+        .map_or_else(|| "—".to_owned(), |x| format!("{}%", x.round_dp(1)))
 }
 
 /// The bar widths (percent of the limit) of spent and reserved, together at most 100.
@@ -369,7 +371,13 @@ pub fn widths(spent: Decimal, reserved: Decimal, limit: Decimal) -> (Decimal, De
     if limit <= Decimal::ZERO {
         return (Decimal::ZERO, Decimal::ZERO);
     }
-    let pct = |v: Decimal| (v.max(Decimal::ZERO) * Decimal::ONE_HUNDRED / limit).round_dp(2);
+    // A limit of a few billionths of a cent makes the ratio overflow: that is a full bar.
+    let pct = |v: Decimal| {
+        v.max(Decimal::ZERO)
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .and_then(|x| x.checked_div(limit))
+            .map_or(Decimal::ONE_HUNDRED, |x| x.round_dp(2))
+    };
     let spent = pct(spent).min(Decimal::ONE_HUNDRED);
     let reserved = pct(reserved).min(Decimal::ONE_HUNDRED - spent);
     (spent.normalize(), reserved.normalize())
@@ -410,5 +418,7 @@ mod tests {
         assert_eq!(widths(d("90"), d("30"), d("100")), (d("90"), d("10")));
         assert_eq!(widths(d("150"), d("1"), d("100")), (d("100"), d("0")));
         assert_eq!(widths(d("1"), d("0"), d("3")), (d("33.33"), d("0")));
+        let tiny = d("0.0000000000000000000000000001");
+        assert_eq!(widths(d("0.8"), d("0"), tiny), (d("100"), d("0")), "no overflow");
     }
 }

@@ -18,6 +18,18 @@ use crate::store::{
 
 /// The longest range a page draws (days).
 pub const MAX_DAYS: i64 = 366;
+/// The first day a page may show (no cost record is older).
+pub const EARLIEST: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
+/// The last day a page may show (its end, the next midnight, stays representable).
+pub const LATEST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(9999, 12, 30) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
+/// The longest model name a filter takes (tollgate treats longer ones as no model).
+pub const MAX_MODEL: usize = 1024;
 /// Days shown when the page names no range.
 pub const DEFAULT_DAYS: i64 = 30;
 /// Groups drawn one by one in the chart; the rest are summed as "other".
@@ -27,7 +39,7 @@ pub const TABLE_ROWS: usize = 100;
 /// Newest records listed.
 pub const LATEST: u32 = 25;
 /// Newest fired alerts listed.
-pub const ALERTS: usize = 20;
+pub const ALERTS: u32 = 20;
 /// Budgets shown (their windows are read one by one).
 pub const BUDGETS: usize = 100;
 
@@ -58,15 +70,19 @@ impl Params {
     /// Reads the query; `today` fills the defaults (the last [`DEFAULT_DAYS`] days).
     pub fn read(query: &Query, today: NaiveDate) -> Result<Params, AdminError> {
         let date = |name: &str| -> Result<Option<NaiveDate>, AdminError> {
-            match query.text(name)? {
-                None => Ok(None),
-                Some(v) => NaiveDate::parse_from_str(&v, "%Y-%m-%d")
-                    .map(Some)
-                    .map_err(|_| AdminError::field(name, "must be a YYYY-MM-DD date")),
+            let Some(v) = query.text(name)? else { return Ok(None) };
+            let day = NaiveDate::parse_from_str(&v, "%Y-%m-%d")
+                .map_err(|_| AdminError::field(name, "must be a YYYY-MM-DD date"))?;
+            if !(EARLIEST..=LATEST_DAY).contains(&day) {
+                return Err(AdminError::field(name, format!("must be between {EARLIEST} and {LATEST_DAY}")));
             }
+            Ok(Some(day))
         };
         let to = date("to")?.unwrap_or(today);
-        let from = date("from")?.unwrap_or(to - TimeDelta::days(DEFAULT_DAYS - 1));
+        let from = match date("from")? {
+            Some(from) => from,
+            None => to.checked_sub_signed(TimeDelta::days(DEFAULT_DAYS - 1)).unwrap_or(EARLIEST),
+        };
         if from > to {
             return Err(AdminError::field("from", "must not be after to"));
         }
@@ -86,7 +102,12 @@ impl Params {
             organization_id: query.uuid("organization_id")?,
             project_id: query.uuid("project_id")?,
             user_id: query.uuid("user_id")?,
-            model: query.text("model")?,
+            model: match query.text("model")? {
+                Some(m) if m.len() > MAX_MODEL => {
+                    return Err(AdminError::field("model", format!("at most {MAX_MODEL} bytes")));
+                }
+                m => m,
+            },
         })
     }
 
@@ -225,14 +246,22 @@ impl View {
             .iter()
             .map(|b| (b.status.budget.id, format!("{} {}", b.status.budget.scope.as_str(), b.scope_name)))
             .collect();
-        let mut fired = state.store.list_alerts(None).await?;
-        fired.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        let alerts = fired
+        let configs: Vec<Uuid> = state
+            .store
+            .list_alert_configs(None)
+            .await?
+            .into_iter()
+            .filter(|c| shown.contains_key(&c.budget_id))
+            .map(|c| c.id)
+            .collect();
+        let alerts = state
+            .store
+            .latest_alerts(&configs, ALERTS)
+            .await?
             .into_iter()
             .filter_map(|alert| {
                 shown.get(&alert.budget_id).map(|budget| AlertLine { budget: budget.clone(), alert })
             })
-            .take(ALERTS)
             .collect();
 
         let mut filters = Vec::new();

@@ -317,6 +317,18 @@ impl PgStore {
         rows.iter().map(alert).collect()
     }
 
+    /// The newest alerts of some alert configs, newest first (by the configs' index).
+    pub async fn latest_alerts(&self, config_ids: &[Uuid], limit: u32) -> Result<Vec<Alert>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{ALERT_SELECT} WHERE a.alert_config_id = ANY($1) ORDER BY a.created_at DESC, a.id DESC LIMIT $2"
+        ))
+        .bind(config_ids)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(alert).collect()
+    }
+
     /// Alerts whose webhook has not been delivered yet (retried after a restart).
     pub async fn pending_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         // The id breaks ties between alerts fired in the same microsecond, so every

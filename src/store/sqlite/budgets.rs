@@ -315,6 +315,22 @@ impl SqliteStore {
         rows.iter().map(alert).collect()
     }
 
+    /// The newest alerts of some alert configs, newest first (by the configs' index).
+    pub async fn latest_alerts(&self, config_ids: &[Uuid], limit: u32) -> Result<Vec<Alert>, StoreError> {
+        if config_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!("{ALERT_SELECT} WHERE a.alert_config_id IN ("));
+        let mut list = q.separated(", ");
+        for id in config_ids {
+            list.push_bind(id.to_string());
+        }
+        q.push(") ORDER BY a.created_at DESC, a.id DESC LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(alert).collect()
+    }
+
     /// Alerts whose webhook has not been delivered yet (retried after a restart).
     pub async fn pending_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         let rows =

@@ -239,6 +239,13 @@ async fn an_alert_fires_once_per_config_and_window(f: Factory) {
     let ids: Vec<_> = listed.iter().map(|a| a.id).collect();
     assert_eq!(ids, [alert.id, next_day.id, silent.id], "oldest first");
     assert_eq!(listed[1].last_error.as_deref(), Some("webhook answered 500"));
+    // The dashboard's read: the newest of some configs, newest first, at most as many as asked.
+    let latest = |configs: Vec<uuid::Uuid>, limit| async move {
+        s.latest_alerts(&configs, limit).await.unwrap().into_iter().map(|a| a.id).collect::<Vec<_>>()
+    };
+    assert_eq!(latest(vec![hooked.id, quiet.id], 2).await, [silent.id, next_day.id]);
+    assert_eq!(latest(vec![hooked.id], 20).await, [next_day.id, alert.id]);
+    assert!(latest(vec![], 20).await.is_empty());
 }
 
 async fn a_pending_delivery_goes_to_one_claimant(f: Factory) {
