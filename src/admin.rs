@@ -63,6 +63,8 @@ pub enum AdminError {
     BadRequest { field: Option<String>, message: String },
     #[error("missing or wrong admin token")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed (allowed: {allow})")]
@@ -76,6 +78,7 @@ impl AdminError {
         match self {
             AdminError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden(_) => StatusCode::FORBIDDEN,
             AdminError::NoRoute => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
@@ -157,6 +160,7 @@ fn may_have_written(result: &Reply) -> bool {
         Err(
             AdminError::BadRequest { .. }
             | AdminError::Unauthorized
+            | AdminError::Forbidden(_)
             | AdminError::NoRoute
             | AdminError::MethodNotAllowed { .. },
         ) => false,
@@ -171,9 +175,12 @@ fn authorized(state: &AdminState, request: &Request<Incoming>, session: bool) ->
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    // Digests, so the comparison takes as long whatever the lengths.
+    let digest = |t: &str| <sha2::Sha256 as sha2::Digest>::digest(t.as_bytes());
+    if bool::from(digest(presented).ct_eq(&digest(expected))) {
         return true;
     }
     session
@@ -257,7 +264,63 @@ pub fn router() -> &'static Router {
     &ROUTER
 }
 
+/// Refuses what a web page the operator visits could make a browser send: a write from
+/// another origin (the `Origin` or `Sec-Fetch-Site` a browser adds), and, when no token
+/// guards the listener, a request for any host name but a loopback one (DNS rebinding:
+/// a page whose name points at 127.0.0.1 would otherwise read and write the API as the
+/// same origin). Clients that are not browsers send neither header and name the address
+/// they connect to.
+fn cross_site(state: &AdminState, request: &Request<Incoming>) -> Result<(), AdminError> {
+    let headers = request.headers();
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    if state.token.is_none() && !host.is_some_and(loopback_host) {
+        return Err(AdminError::Forbidden("without an admin token only a loopback host name is served"));
+    }
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        return Ok(());
+    }
+    // A browser that sends Sec-Fetch-Site says where the request comes from (a page
+    // cannot forge it); older ones only send Origin ("null" under a no-referrer policy
+    // or from a sandboxed page, which is refused).
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin" | "none") => return Ok(()),
+        Some(_) => return Err(AdminError::Forbidden("a write from another site is refused")),
+        None => {}
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let same = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, authority)| Some(authority) == host);
+        if !same {
+            return Err(AdminError::Forbidden("a write from another origin is refused"));
+        }
+    }
+    Ok(())
+}
+
+/// `127.0.0.1`, `[::1]` or `localhost` (any port): a name no other site can point here.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port))
+            if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']') =>
+        {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn route(state: &AdminState, request: Request<Incoming>) -> Reply {
+    cross_site(state, &request)?;
     let path = request.uri().path();
     let found = router().find(request.method(), path);
     let public = match &found {

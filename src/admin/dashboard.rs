@@ -66,7 +66,7 @@ pub fn html(status: StatusCode, markup: Markup) -> Response<ProxyBody> {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -129,7 +129,7 @@ pub async fn dashboard_login_form(_state: &AdminState, _call: Call) -> Reply {
 #[utoipa::path(post, path = "/dashboard/login", tag = "dashboard", security(()),
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Signed in: a `tollgate_session` cookie (HttpOnly, SameSite=Strict) \
+        (status = 303, description = "Signed in: a `tollgate_session` cookie (HttpOnly, SameSite=Lax) \
             and a redirect to `/dashboard`"),
         (status = 403, description = "Not the admin token: the login form again",
             content_type = "text/html; charset=utf-8", body = String),

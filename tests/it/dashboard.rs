@@ -95,13 +95,13 @@ async fn the_dashboard_takes_the_token_or_a_session_and_nothing_else() {
     assert!(wrong.headers.get("set-cookie").is_none());
     assert!(text(&wrong).contains("not the admin token"));
 
-    // The right one: a session cookie that is not the token, HttpOnly, SameSite=Strict.
+    // The right one: a session cookie that is not the token, HttpOnly, SameSite=Lax.
     let login = post_form(&app, "/dashboard/login", &format!("token={ADMIN_TOKEN}")).await;
     assert_eq!(login.status, 303);
     assert_eq!(login.headers["location"], "/dashboard");
     let set = login.headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(!set.contains(ADMIN_TOKEN), "{set}");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/dashboard", "Max-Age=43200"] {
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/dashboard", "Max-Age=43200"] {
         assert!(set.contains(attribute), "{set} lacks {attribute}");
     }
     let cookie = set.split(';').next().unwrap().to_owned();
@@ -381,4 +381,95 @@ mod browser {
         assert!(c.find_all(Locator::Css("#spend")).await.unwrap().is_empty());
         c.close().await.unwrap();
     }
+}
+
+/// A tollgate whose admin listener has no token (allowed on loopback only).
+async fn spawn_tokenless() -> (TestApp, tempfile::TempDir) {
+    let mut app = spawn_app(upstream).await;
+    app.shutdown().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"sqlite://{}\"\n\
+         [log]\nfilter = \"warn\"\n",
+        dir.path().join("tollgate.db").display()
+    );
+    let config = tollgate::config::Config::from_toml_with_env(&text, &|_| None).unwrap();
+    let running = tollgate::app::start(config).await.unwrap();
+    app.proxy = running.proxy_addr;
+    app.admin = running.admin_addr;
+    app.running = Some(running);
+    (app, dir)
+}
+
+async fn request(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Got {
+    let mut req = Request::builder().method(method).uri(format!("http://{}{path}", app.admin));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(&client(), req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await
+}
+
+#[tokio::test]
+async fn a_web_page_cannot_write_through_the_operators_browser() {
+    let app = spawn_app(upstream).await;
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let org = |name: &str| format!(r#"{{"name": "{name}"}}"#);
+    // A form or fetch from another site: refused before anything is read or written.
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+        vec![("origin", "null"), ("sec-fetch-site", "same-site")],
+    ] {
+        let mut all = headers.clone();
+        all.push(("authorization", &bearer));
+        let got = request(&app, "POST", "/v1/organizations", &all, &org(&unique("evil"))).await;
+        assert_eq!(got.status, 403, "{headers:?}");
+        let got = request(&app, "POST", "/dashboard/logout", &headers, "").await;
+        assert_eq!(got.status, 403, "{headers:?}");
+    }
+    let listed = app.admin("GET", "/v1/organizations", None).await.json();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 0, "nothing was written");
+    // The same page of the listener itself, and every client that is not a browser.
+    let own = format!("http://{}", app.admin);
+    let same = [("origin", own.as_str()), ("sec-fetch-site", "same-origin"), ("authorization", &bearer)];
+    assert_eq!(request(&app, "POST", "/v1/organizations", &same, &org(&unique("ok"))).await.status, 201);
+    let bare = [("authorization", bearer.as_str())];
+    assert_eq!(request(&app, "POST", "/v1/organizations", &bare, &org(&unique("cli"))).await.status, 201);
+    // The bearer scheme's name is case-insensitive (RFC 9110).
+    let lower = format!("bearer {ADMIN_TOKEN}");
+    assert_eq!(request(&app, "GET", "/v1/organizations", &[("authorization", &lower)], "").await.status, 200);
+    assert_eq!(
+        request(&app, "GET", "/v1/organizations", &[("authorization", ADMIN_TOKEN)], "").await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_only_a_loopback_host_name_is_served() {
+    let (app, _dir) = spawn_tokenless().await;
+    let port = app.admin.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".into(),
+        format!("[::1]:{port}"),
+    ] {
+        let got = request(&app, "GET", "/v1/organizations", &[("host", &host)], "").await;
+        assert_eq!(got.status, 200, "{host}");
+    }
+    // DNS rebinding: a page at evil.example whose name now points at 127.0.0.1.
+    for host in
+        [format!("evil.example:{port}"), "evil.example".into(), format!("127.0.0.1.evil.example:{port}")]
+    {
+        let got = request(&app, "GET", "/v1/organizations", &[("host", &host)], "").await;
+        assert_eq!(got.status, 403, "{host}");
+        let got = request(&app, "GET", "/dashboard", &[("host", &host)], "").await;
+        assert_eq!(got.status, 403, "{host}");
+    }
+    // The dashboard itself opens without signing in.
+    let page = request(&app, "GET", "/dashboard", &[], "").await;
+    assert_eq!(page.status, 200);
+    assert!(!text(&page).contains("Sign out"));
 }

@@ -2,7 +2,7 @@
 //! being the token. `tollgate_session=<expiry>.<hmac>`, where the HMAC-SHA256 over the
 //! expiry is keyed by the admin token: changing the token ends every session, a stolen
 //! cookie is worth nothing after its expiry (or against the JSON API), and the browser
-//! never holds the token itself (the cookie is `HttpOnly`, `SameSite=Strict`, and scoped
+//! never holds the token itself (the cookie is `HttpOnly`, `SameSite=Lax`, and scoped
 //! to `/dashboard`).
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -60,14 +60,14 @@ pub fn from_headers(headers: &HeaderMap) -> Option<&str> {
 /// The `Set-Cookie` value that stores a session.
 pub fn set_cookie(value: &str) -> String {
     format!(
-        "{COOKIE}={value}; Path=/dashboard; Max-Age={}; HttpOnly; SameSite=Strict",
+        "{COOKIE}={value}; Path=/dashboard; Max-Age={}; HttpOnly; SameSite=Lax",
         LIFETIME.num_seconds()
     )
 }
 
 /// The `Set-Cookie` value that ends a session.
 pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/dashboard; Max-Age=0; HttpOnly; SameSite=Strict")
+    format!("{COOKIE}=; Path=/dashboard; Max-Age=0; HttpOnly; SameSite=Lax")
 }
 
 #[cfg(test)]

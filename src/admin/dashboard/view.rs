@@ -386,12 +386,14 @@ async fn series(
 struct Names<'a> {
     state: &'a AdminState,
     known: HashMap<Uuid, String>,
+    /// The organization of each project and user read.
+    organization: HashMap<Uuid, Uuid>,
     qualified: HashMap<Uuid, String>,
 }
 
 impl<'a> Names<'a> {
     fn new(state: &'a AdminState) -> Names<'a> {
-        Names { state, known: HashMap::new(), qualified: HashMap::new() }
+        Names { state, known: HashMap::new(), organization: HashMap::new(), qualified: HashMap::new() }
     }
 
     /// The name of a scope entity (its id when it no longer exists).
@@ -401,12 +403,17 @@ impl<'a> Names<'a> {
         }
         let store = &self.state.store;
         let found = match scope {
-            Scope::Organization => store.get_organization(id).await.map(|o| o.name),
-            Scope::Project => store.get_project(id).await.map(|p| p.name),
-            Scope::User => store.get_user(id).await.map(|u| u.external_id),
+            Scope::Organization => store.get_organization(id).await.map(|o| (o.name, None)),
+            Scope::Project => store.get_project(id).await.map(|p| (p.name, Some(p.organization_id))),
+            Scope::User => store.get_user(id).await.map(|u| (u.external_id, Some(u.organization_id))),
         };
         let name = match found {
-            Ok(name) => name,
+            Ok((name, organization)) => {
+                if let Some(org) = organization {
+                    self.organization.insert(id, org);
+                }
+                name
+            }
             Err(StoreError::NotFound(_)) => id.to_string(),
             Err(e) => return Err(e.into()),
         };
@@ -421,16 +428,9 @@ impl<'a> Names<'a> {
             return Ok(done.clone());
         }
         let name = self.of(scope, id).await?;
-        let store = &self.state.store;
-        let organization = match scope {
-            Scope::Organization => return Ok(name),
-            Scope::Project => store.get_project(id).await.map(|p| p.organization_id),
-            Scope::User => store.get_user(id).await.map(|u| u.organization_id),
-        };
-        let qualified = match organization {
-            Ok(org) => format!("{} / {name}", self.of(Scope::Organization, org).await?),
-            Err(StoreError::NotFound(_)) => name,
-            Err(e) => return Err(e.into()),
+        let qualified = match self.organization.get(&id).copied() {
+            Some(org) => format!("{} / {name}", self.of(Scope::Organization, org).await?),
+            None => name,
         };
         self.qualified.insert(id, qualified.clone());
         Ok(qualified)
