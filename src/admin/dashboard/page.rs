@@ -113,7 +113,8 @@ pub fn login(problem: Option<&str>) -> Markup {
                     label { "Admin token" input #token type="password" name="token" autocomplete="current-password" required autofocus; }
                     button.apply #sign-in type="submit" { "Sign in" }
                 }
-                p.muted { "The token is the " code { "[admin] token" } " of tollgate's configuration. \
+                p.muted { "The token is the " code { "[admin] token" } " of tollgate's configuration \
+                    (by default the " code { "TOLLGATE_ADMIN_TOKEN" } " environment variable). \
                     The browser keeps a session cookie for 12 hours, never the token." }
             }
         },

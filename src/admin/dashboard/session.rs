@@ -59,10 +59,7 @@ pub fn from_headers(headers: &HeaderMap) -> Option<&str> {
 
 /// The `Set-Cookie` value that stores a session.
 pub fn set_cookie(value: &str) -> String {
-    format!(
-        "{COOKIE}={value}; Path=/dashboard; Max-Age={}; HttpOnly; SameSite=Lax",
-        LIFETIME.num_seconds()
-    )
+    format!("{COOKIE}={value}; Path=/dashboard; Max-Age={}; HttpOnly; SameSite=Lax", LIFETIME.num_seconds())
 }
 
 /// The `Set-Cookie` value that ends a session.
