@@ -135,9 +135,9 @@ pub async fn open(url: &str, pool: PoolSettings) -> Result<Store, StoreError> {
         return Err(StoreError::UnsupportedUrl(redact_url(url)));
     };
     store.migrate().await?;
-    let filled = store.backfill_hourly().await?;
+    let filled = store.backfill_rollups().await?;
     if filled > 0 {
-        tracing::info!(records = filled, "filled the hourly spend rollup from existing cost records");
+        tracing::info!(records = filled, "filled the spend rollups from existing cost records");
     }
     Ok(store)
 }
@@ -243,9 +243,9 @@ macro_rules! delegate {
 delegate! {
     /// Applies pending migrations of this backend's set.
     fn migrate(&self) -> ();
-    /// Fills the hourly rollup from existing records if the database predates it;
-    /// returns how many records it read.
-    fn backfill_hourly(&self) -> u64;
+    /// Fills the hourly and daily rollups from existing records if the database predates
+    /// them; returns how many records it read.
+    fn backfill_rollups(&self) -> u64;
     /// The admin write counter; a change means cached identities may be stale.
     fn admin_version(&self) -> i64;
     /// Cheap liveness check for `/readyz`.

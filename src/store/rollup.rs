@@ -1,7 +1,10 @@
-//! The hourly spend rollup (`ai_spend_hourly`): what a batch of new cost records adds to
-//! each (hour, organization, project, user, key, provider, model), and how a spend report
-//! is split between the rollup (whole hours) and the records themselves (the partial
-//! hours at either end of its range, and filters the rollup cannot answer).
+//! The spend rollups: `ai_spend_hourly` and `ai_spend_daily`, what a batch of new cost
+//! records adds to each (period, organization, project, user, key, provider, model), and
+//! how a spend report is split between them and the records themselves: whole days from
+//! the daily rollup, the whole hours left at either end from the hourly one, the partial
+//! hours at the ends of the range (and filters the rollups cannot answer) from the
+//! records. A month of a busy organization is a few thousand daily rows instead of
+//! hundreds of thousands of hourly ones.
 
 use std::collections::BTreeMap;
 
@@ -12,11 +15,70 @@ use uuid::Uuid;
 
 use super::{CostRecord, RecordFilter, SpendRow};
 
+/// The period a rollup sums over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Hour,
+    Day,
+}
+
+impl Grain {
+    /// Both, each once.
+    pub const ALL: [Grain; 2] = [Grain::Hour, Grain::Day];
+
+    fn length(self) -> TimeDelta {
+        match self {
+            Grain::Hour => TimeDelta::hours(1),
+            Grain::Day => TimeDelta::days(1),
+        }
+    }
+
+    /// The rollup's table.
+    pub fn table(self) -> &'static str {
+        match self {
+            Grain::Hour => "ai_spend_hourly",
+            Grain::Day => "ai_spend_daily",
+        }
+    }
+
+    /// Its time column (the start of the period, UTC).
+    pub fn time_col(self) -> &'static str {
+        match self {
+            Grain::Hour => "hour_start",
+            Grain::Day => "day_start",
+        }
+    }
+
+    /// Its one-row table saying whether it holds every record.
+    pub fn state_table(self) -> &'static str {
+        match self {
+            Grain::Hour => "ai_spend_hourly_state",
+            Grain::Day => "ai_spend_daily_state",
+        }
+    }
+
+    /// The start of the period `t` falls in.
+    pub fn start(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t.duration_trunc(self.length()).unwrap_or(t)
+    }
+
+    /// The first period start at or after `t`.
+    fn ceil(self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let start = self.start(t);
+        if start == t {
+            start
+        } else {
+            start + self.length()
+        }
+    }
+}
+
 /// One rollup row's grouping columns and what a batch adds to it.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct HourlyDelta {
+pub(super) struct Delta {
     pub id: Uuid,
-    pub hour_start: DateTime<Utc>,
+    /// The start of the row's hour or day.
+    pub start: DateTime<Utc>,
     pub organization_id: Uuid,
     pub project_id: Uuid,
     pub user_id: Uuid,
@@ -27,11 +89,6 @@ pub(super) struct HourlyDelta {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost_usd: Decimal,
-}
-
-/// The start of the hour `t` falls in.
-pub(super) fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(TimeDelta::hours(1)).unwrap_or(t)
 }
 
 /// The row id for a set of grouping columns: a hash of them, length-prefixed so no two
@@ -59,16 +116,16 @@ fn tokens(n: Option<u64>) -> i64 {
     n.map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-/// The batch's additions per rollup row, in id order (every writer locks rows in the
-/// same order).
-pub(super) fn hourly_deltas(rows: &[&CostRecord]) -> Vec<HourlyDelta> {
-    let mut deltas: BTreeMap<Uuid, HourlyDelta> = BTreeMap::new();
+/// The batch's additions per rollup row of `grain`, in id order (every writer locks rows
+/// in the same order).
+pub(super) fn deltas(rows: &[&CostRecord], grain: Grain) -> Vec<Delta> {
+    let mut deltas: BTreeMap<Uuid, Delta> = BTreeMap::new();
     for r in rows {
-        let hour_start = hour_of(r.created_at);
-        let id = row_id(r, hour_start);
-        let entry = deltas.entry(id).or_insert_with(|| HourlyDelta {
+        let start = grain.start(r.created_at);
+        let id = row_id(r, start);
+        let entry = deltas.entry(id).or_insert_with(|| Delta {
             id,
-            hour_start,
+            start,
             organization_id: r.organization_id,
             project_id: r.project_id,
             user_id: r.user_id,
@@ -93,47 +150,53 @@ pub(super) fn hourly_deltas(rows: &[&CostRecord]) -> Vec<HourlyDelta> {
 pub enum Source {
     /// `ai_cost_records`.
     Records,
-    /// `ai_spend_hourly` (the part's range is whole hours).
-    Hourly,
+    /// A rollup (the part's range is whole periods of its grain).
+    Rollup(Grain),
 }
 
-/// Splits a report's filter into parts that add up to it: whole hours from the rollup,
-/// the partial hours at the ends (under an hour each) from the records. A filter on one
-/// request reads the records.
+/// Splits a report's filter into parts that add up to it: whole days from the daily
+/// rollup, whole hours at the ends from the hourly one, the partial hours at the ends
+/// (under an hour each) from the records. A filter on one request reads the records.
 pub fn split(filter: &RecordFilter) -> Vec<(RecordFilter, Source)> {
     if filter.request_id.is_some() {
         return vec![(filter.clone(), Source::Records)];
     }
-    let first_whole = filter.from.map(|from| {
-        let hour = hour_of(from);
-        if hour == from {
-            hour
-        } else {
-            hour + TimeDelta::hours(1)
-        }
-    });
-    let last_whole = filter.to.map(hour_of);
-    if let (Some(first), Some(last)) = (first_whole, last_whole) {
-        if first >= last {
-            return vec![(filter.clone(), Source::Records)];
-        }
-    }
-    let mut parts =
-        vec![(RecordFilter { from: first_whole, to: last_whole, ..filter.clone() }, Source::Hourly)];
-    if let (Some(from), Some(first)) = (filter.from, first_whole) {
-        if from < first {
-            parts.push((
-                RecordFilter { from: Some(from), to: Some(first), ..filter.clone() },
-                Source::Records,
-            ));
-        }
-    }
-    if let (Some(last), Some(to)) = (last_whole, filter.to) {
-        if last < to {
-            parts.push((RecordFilter { from: Some(last), to: Some(to), ..filter.clone() }, Source::Records));
-        }
-    }
+    let mut parts = Vec::new();
+    ranges(filter.from, filter.to, &[Grain::Day, Grain::Hour], &mut parts);
     parts
+        .into_iter()
+        .map(|(from, to, source)| (RecordFilter { from, to, ..filter.clone() }, source))
+        .collect()
+}
+
+type Bound = Option<DateTime<Utc>>;
+
+/// `[from, to)` as whole periods of the coarsest grain that fits, then the ends with the
+/// finer grains, then the records. An open end is whole in every grain.
+fn ranges(from: Bound, to: Bound, grains: &[Grain], out: &mut Vec<(Bound, Bound, Source)>) {
+    let Some((&grain, finer)) = grains.split_first() else {
+        out.push((from, to, Source::Records));
+        return;
+    };
+    let first = from.map(|f| grain.ceil(f));
+    let last = to.map(|t| grain.start(t));
+    if let (Some(first), Some(last)) = (first, last) {
+        if first >= last {
+            ranges(from, to, finer, out);
+            return;
+        }
+    }
+    out.push((first, last, Source::Rollup(grain)));
+    if let (Some(from), Some(first)) = (from, first) {
+        if from < first {
+            ranges(Some(from), Some(first), finer, out);
+        }
+    }
+    if let (Some(last), Some(to)) = (last, to) {
+        if last < to {
+            ranges(Some(last), Some(to), finer, out);
+        }
+    }
 }
 
 /// One group's sums on one day (UTC), or over the whole range when `day` is `None`.
@@ -170,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn a_range_splits_into_whole_hours_and_partial_ends() {
+    fn a_range_splits_into_whole_days_whole_hours_and_partial_ends() {
         let f = RecordFilter {
             from: Some(at("2026-11-01T10:15:00Z")),
             to: Some(at("2026-11-03T08:00:00.5Z")),
@@ -178,17 +241,30 @@ mod tests {
         };
         let parts = split(&f);
         let ranges: Vec<_> = parts.iter().map(|(p, s)| (p.from, p.to, *s)).collect();
+        let hourly = Source::Rollup(Grain::Hour);
         assert_eq!(
             ranges,
             vec![
-                (Some(at("2026-11-01T11:00:00Z")), Some(at("2026-11-03T08:00:00Z")), Source::Hourly),
+                (
+                    Some(at("2026-11-02T00:00:00Z")),
+                    Some(at("2026-11-03T00:00:00Z")),
+                    Source::Rollup(Grain::Day)
+                ),
+                (Some(at("2026-11-01T11:00:00Z")), Some(at("2026-11-02T00:00:00Z")), hourly),
                 (Some(at("2026-11-01T10:15:00Z")), Some(at("2026-11-01T11:00:00Z")), Source::Records),
+                (Some(at("2026-11-03T00:00:00Z")), Some(at("2026-11-03T08:00:00Z")), hourly),
                 (Some(at("2026-11-03T08:00:00Z")), Some(at("2026-11-03T08:00:00.5Z")), Source::Records),
             ]
         );
         let aligned =
             RecordFilter { from: Some(at("2026-11-01T00:00:00Z")), to: None, ..RecordFilter::default() };
-        assert_eq!(split(&aligned).len(), 1);
+        assert_eq!(split(&aligned), vec![(aligned.clone(), Source::Rollup(Grain::Day))]);
+        let hours = RecordFilter {
+            from: Some(at("2026-11-01T10:00:00Z")),
+            to: Some(at("2026-11-01T12:00:00Z")),
+            ..RecordFilter::default()
+        };
+        assert_eq!(split(&hours), vec![(hours.clone(), hourly)]);
         let inside = RecordFilter {
             from: Some(at("2026-11-01T10:15:00Z")),
             to: Some(at("2026-11-01T10:45:00Z")),
@@ -197,5 +273,11 @@ mod tests {
         assert_eq!(split(&inside), vec![(inside.clone(), Source::Records)]);
         let one = RecordFilter { request_id: Some(Uuid::nil()), ..RecordFilter::default() };
         assert_eq!(split(&one)[0].1, Source::Records);
+        // Every instant of the range is in exactly one part.
+        let mut covered: Vec<_> = parts.iter().map(|(p, _)| (p.from.unwrap(), p.to.unwrap())).collect();
+        covered.sort();
+        assert_eq!(covered.first().unwrap().0, f.from.unwrap());
+        assert_eq!(covered.last().unwrap().1, f.to.unwrap());
+        assert!(covered.windows(2).all(|w| w[0].1 == w[1].0));
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{decimal_col, leases, push_page, PgStore};
-use crate::store::rollup::{self, DayRow, Source};
+use crate::store::rollup::{DayRow, Source};
 use crate::store::windows::{self, WindowKey};
 use crate::store::{page, to_i64};
 use crate::store::{
@@ -237,7 +237,7 @@ impl PgStore {
         let new: Vec<&CostRecord> =
             rows.into_iter().filter(|r| inserted.remove(&(r.id, r.request_id))).collect();
         let windows = if new.is_empty() { Vec::new() } else { add_to_windows(&mut tx, &new).await? };
-        super::rollup::add_to_hourly(&mut tx, &rollup::hourly_deltas(&new)).await?;
+        super::rollup::add_to_rollups(&mut tx, &new).await?;
         if self.holds_leases() {
             leases::consume(&mut tx, self.replica_id(), &windows).await?;
         }
@@ -288,7 +288,7 @@ impl PgStore {
     ) -> Result<Vec<DayRow>, StoreError> {
         let (table, time_col, counts) = match source {
             Source::Records => ("ai_cost_records", "created_at", "count(*)"),
-            Source::Hourly => ("ai_spend_hourly", "hour_start", "coalesce(sum(requests), 0)::BIGINT"),
+            Source::Rollup(grain) => (grain.table(), grain.time_col(), "coalesce(sum(requests), 0)::BIGINT"),
         };
         let day = format!("to_char({time_col} AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
         let key = match group_by {

@@ -1,13 +1,13 @@
-//! The hourly spend rollup on PostgreSQL: kept by the ledger's transaction (the database
-//! adds the money, on NUMERIC), filled from the records once for a database that had
-//! records before the rollup existed.
+//! The spend rollups on PostgreSQL (hourly and daily): kept by the ledger's transaction
+//! (the database adds the money, on NUMERIC), filled from the records once for a database
+//! that had records before a rollup existed.
 
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::records::cost_record;
 use super::PgStore;
-use crate::store::rollup::{hourly_deltas, HourlyDelta};
+use crate::store::rollup::{deltas, Delta, Grain};
 use crate::store::{CostRecord, StoreError};
 
 /// Rollup rows upserted per statement (12 binds each, well under 65535).
@@ -16,18 +16,20 @@ const ROWS_PER_STATEMENT: usize = 1000;
 const BACKFILL_CHUNK: i64 = 100_000;
 
 /// Adds a batch's deltas to the rollup rows, in the caller's transaction, in id order.
-pub(super) async fn add_to_hourly(
+pub(super) async fn add_to_rollup(
     tx: &mut sqlx::Transaction<'_, Postgres>,
-    deltas: &[HourlyDelta],
+    grain: Grain,
+    deltas: &[Delta],
 ) -> Result<(), StoreError> {
+    let (table, time_col) = (grain.table(), grain.time_col());
     for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
-        let mut q = QueryBuilder::<Postgres>::new(
-            "INSERT INTO ai_spend_hourly (id, hour_start, organization_id, project_id, user_id, api_key_id,
-                provider, model, requests, input_tokens, output_tokens, cost_usd) ",
-        );
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO {table} (id, {time_col}, organization_id, project_id, user_id, api_key_id,
+                provider, model, requests, input_tokens, output_tokens, cost_usd) "
+        ));
         q.push_values(chunk, |mut b, d| {
             b.push_bind(d.id)
-                .push_bind(d.hour_start)
+                .push_bind(d.start)
                 .push_bind(d.organization_id)
                 .push_bind(d.project_id)
                 .push_bind(d.user_id)
@@ -39,32 +41,52 @@ pub(super) async fn add_to_hourly(
                 .push_bind(d.output_tokens)
                 .push_bind(d.cost_usd.normalize());
         });
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET requests = ai_spend_hourly.requests + excluded.requests,
-              input_tokens = ai_spend_hourly.input_tokens + excluded.input_tokens,
-              output_tokens = ai_spend_hourly.output_tokens + excluded.output_tokens,
-              cost_usd = ai_spend_hourly.cost_usd + excluded.cost_usd",
-        );
+        q.push(format!(
+            " ON CONFLICT (id) DO UPDATE SET requests = {table}.requests + excluded.requests,
+              input_tokens = {table}.input_tokens + excluded.input_tokens,
+              output_tokens = {table}.output_tokens + excluded.output_tokens,
+              cost_usd = {table}.cost_usd + excluded.cost_usd"
+        ));
         q.build().persistent(chunk.len() == ROWS_PER_STATEMENT).execute(&mut **tx).await?;
     }
     Ok(())
 }
 
+/// Adds a batch of new records to every rollup, in the caller's transaction.
+pub(super) async fn add_to_rollups(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    rows: &[&CostRecord],
+) -> Result<(), StoreError> {
+    for grain in Grain::ALL {
+        add_to_rollup(tx, grain, &deltas(rows, grain)).await?;
+    }
+    Ok(())
+}
+
 impl PgStore {
-    /// Fills the rollup from the records when the database had records before it existed
-    /// (the state row says so); returns how many records were read. One transaction, on
-    /// one connection, holding the state row: replicas starting together fill it once,
-    /// and a fill that stopped half-way left nothing.
-    pub async fn backfill_hourly(&self) -> Result<u64, StoreError> {
+    /// Fills each rollup from the records when the database had records before it existed
+    /// (its state row says so); returns how many records were read.
+    pub async fn backfill_rollups(&self) -> Result<u64, StoreError> {
+        let mut read = 0;
+        for grain in Grain::ALL {
+            read += self.backfill(grain).await?;
+        }
+        Ok(read)
+    }
+
+    /// One rollup's fill: one transaction, on one connection, holding the state row:
+    /// replicas starting together fill it once, and a fill that stopped half-way left
+    /// nothing. Then an ANALYZE, so the planner knows the rows just written.
+    async fn backfill(&self, grain: Grain) -> Result<u64, StoreError> {
+        let (table, state) = (grain.table(), grain.state_table());
         let mut tx = self.pool.begin().await?;
-        let filled: bool =
-            sqlx::query_scalar("SELECT filled FROM ai_spend_hourly_state WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
+        let filled: bool = sqlx::query_scalar(&format!("SELECT filled FROM {state} WHERE id = 1 FOR UPDATE"))
+            .fetch_one(&mut *tx)
+            .await?;
         if filled {
             return Ok(0);
         }
-        sqlx::query("DELETE FROM ai_spend_hourly").execute(&mut *tx).await?;
+        sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
         let mut read = 0u64;
         let mut after = Uuid::nil();
         loop {
@@ -77,11 +99,12 @@ impl PgStore {
             after = last.try_get("id")?;
             let records = rows.iter().map(cost_record).collect::<Result<Vec<CostRecord>, _>>()?;
             let refs: Vec<&CostRecord> = records.iter().collect();
-            add_to_hourly(&mut tx, &hourly_deltas(&refs)).await?;
+            add_to_rollup(&mut tx, grain, &deltas(&refs, grain)).await?;
             read += records.len() as u64;
         }
-        sqlx::query("UPDATE ai_spend_hourly_state SET filled = true WHERE id = 1").execute(&mut *tx).await?;
+        sqlx::query(&format!("UPDATE {state} SET filled = true WHERE id = 1")).execute(&mut *tx).await?;
         tx.commit().await?;
+        sqlx::query(&format!("ANALYZE {table}")).execute(&self.pool).await?;
         Ok(read)
     }
 }

@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{opt_uuid_col, ts_col, uuid_col, SqliteStore};
-use crate::store::rollup::{self, DayRow, Source};
+use crate::store::rollup::{DayRow, Source};
 use crate::store::to_i64;
 use crate::store::windows;
 use crate::store::{
@@ -230,7 +230,7 @@ impl SqliteStore {
             }
             if inserted == rows.len() as u64 {
                 let windows = add_to_windows(&mut tx, &rows).await?;
-                super::rollup::add_to_hourly(&mut tx, &rollup::hourly_deltas(&rows)).await?;
+                super::rollup::add_to_rollups(&mut tx, &rows).await?;
                 tx.commit().await?;
                 return Ok(Written { inserted, windows });
             }
@@ -310,7 +310,7 @@ impl SqliteStore {
     ) -> Result<Vec<DayRow>, StoreError> {
         let (table, time_col, counts) = match source {
             Source::Records => ("ai_cost_records", "created_at", "1"),
-            Source::Hourly => ("ai_spend_hourly", "hour_start", "requests"),
+            Source::Rollup(grain) => (grain.table(), grain.time_col(), "requests"),
         };
         let key_col = match group_by {
             GroupBy::Organization => "organization_id",

@@ -231,9 +231,11 @@ async fn the_latest_records_come_newest_first(f: Factory) {
 
 async fn a_database_with_records_gets_its_rollup_filled(f: Factory) {
     let records = scattered_records(&f).await;
-    // As a database written before the rollup existed: records, no rollup rows.
-    f.execute("DELETE FROM ai_spend_hourly").await;
-    f.execute("UPDATE ai_spend_hourly_state SET filled = (1 = 0)").await;
+    // As a database written before the rollups existed: records, no rollup rows.
+    for table in ["ai_spend_hourly", "ai_spend_daily"] {
+        f.execute(&format!("DELETE FROM {table}")).await;
+        f.execute(&format!("UPDATE {table}_state SET filled = (1 = 0)")).await;
+    }
     let reopened = store::open(&f.url, PoolSettings::with_max(4)).await.unwrap();
     for filter in filters(&records) {
         for group_by in GROUPINGS {
@@ -256,13 +258,15 @@ async fn report_queries_are_served_by_indexes(f: Factory) {
     for (scope, short) in
         [("organization_id", "org"), ("project_id", "project"), ("user_id", "user"), ("api_key_id", "key")]
     {
-        queries.push((
-            format!(
-                "SELECT model, requests, cost_usd FROM ai_spend_hourly WHERE {scope} = '{id}' AND {}",
-                range("hour_start")
-            ),
-            format!("ai_spend_hourly_{short}_time"),
-        ));
+        for (table, time) in [("ai_spend_hourly", "hour_start"), ("ai_spend_daily", "day_start")] {
+            queries.push((
+                format!(
+                    "SELECT model, requests, cost_usd FROM {table} WHERE {scope} = '{id}' AND {}",
+                    range(time)
+                ),
+                format!("{table}_{short}_time"),
+            ));
+        }
         queries.push((
             format!(
                 "SELECT model, cost_usd FROM ai_cost_records WHERE {scope} = '{id}' AND {}",
@@ -274,6 +278,10 @@ async fn report_queries_are_served_by_indexes(f: Factory) {
     queries.push((
         format!("SELECT * FROM ai_spend_hourly WHERE {}", range("hour_start")),
         "ai_spend_hourly_time".into(),
+    ));
+    queries.push((
+        format!("SELECT * FROM ai_spend_daily WHERE {}", range("day_start")),
+        "ai_spend_daily_time".into(),
     ));
     queries.push((
         format!("SELECT * FROM ai_cost_records WHERE {}", range("created_at")),
