@@ -473,3 +473,46 @@ async fn without_a_token_only_a_loopback_host_name_is_served() {
     assert_eq!(page.status, 200);
     assert!(!text(&page).contains("Sign out"));
 }
+
+/// On PostgreSQL, every replica's dashboard shows the same spend (the one database) and
+/// the budget's window as the database has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_every_replica_shows_the_spend_of_all() {
+    use crate::db::{Backend, TestDb};
+    use crate::replicas::{eventually, hard_budget, Replica};
+    let mock = Mock::start(crate::budgets::mini_reply).await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Replica::start(&db.url, &mock.url(), "").await;
+    let b = Replica::start(&db.url, &mock.url(), "").await;
+    let s = seed_at(a.admin).await;
+    let budget = hard_budget(&a, "project", &s.project_id, "1").await;
+    for replica in [&a, &b, &a] {
+        let got = send(
+            &client(),
+            openai_post(&replica.url("/v1/chat/completions"), &s.key, &crate::budgets::mini_body()),
+        )
+        .await;
+        assert_eq!(got.status, 200, "{:?}", got.body);
+    }
+    let records = || async {
+        let page =
+            admin_at(a.admin, "GET", &format!("/v1/cost-records?project_id={}", s.project_id), None).await;
+        page.json()["data"].as_array().unwrap().clone()
+    };
+    eventually(Duration::from_secs(10), "three cost records", || async { records().await.len() == 3 }).await;
+    let sum: Decimal =
+        records().await.iter().map(|r| Decimal::from_str(r["cost_usd"].as_str().unwrap()).unwrap()).sum();
+    assert!(sum > Decimal::ZERO);
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for replica in [&a, &b] {
+        let req = Request::get(format!("http://{}/dashboard?group_by=project", replica.admin))
+            .header("authorization", &bearer)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let page = text(&send(&client(), req).await);
+        assert_eq!(group_cost(&page, &s.project_id), Some(sum), "{}", replica.admin);
+        let row = page.split(&format!(r#"data-budget="{budget}""#)).nth(1).expect("the budget's row");
+        let spent = row.split(r#"data-usd=""#).nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(Decimal::from_str(spent).unwrap(), sum, "the window's spend as the database has it");
+    }
+}
