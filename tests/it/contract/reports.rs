@@ -33,18 +33,7 @@ const GROUPINGS: [GroupBy; 7] = [
 /// The report, computed from the records (the oracle).
 fn expected(records: &[CostRecord], f: &RecordFilter, group_by: GroupBy) -> Vec<SpendRow> {
     let mut groups: BTreeMap<Option<String>, SpendRow> = BTreeMap::new();
-    let matches = |r: &&CostRecord| {
-        f.organization_id.is_none_or(|v| v == r.organization_id)
-            && f.project_id.is_none_or(|v| v == r.project_id)
-            && f.user_id.is_none_or(|v| v == r.user_id)
-            && f.api_key_id.is_none_or(|v| Some(v) == r.api_key_id)
-            && f.request_id.is_none_or(|v| v == r.request_id)
-            && f.model.as_ref().is_none_or(|v| Some(v) == r.model.as_ref())
-            && f.provider.as_ref().is_none_or(|v| *v == r.provider)
-            && f.from.is_none_or(|v| r.created_at >= v)
-            && f.to.is_none_or(|v| r.created_at < v)
-    };
-    for r in records.iter().filter(matches) {
+    for r in &matching(records, f) {
         let group = match group_by {
             GroupBy::Organization => Some(r.organization_id.to_string()),
             GroupBy::Project => Some(r.project_id.to_string()),
