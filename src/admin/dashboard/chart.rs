@@ -44,14 +44,15 @@ pub fn step(max: Decimal, steps: u32) -> Decimal {
     while power > want && power.scale() < 20 {
         power /= Decimal::TEN;
     }
-    while power * Decimal::TEN <= want {
-        power *= Decimal::TEN;
+    // Checked: near Decimal's limit (about 7.9e28) a step stays as large as it can be.
+    while let Some(next) = power.checked_mul(Decimal::TEN).filter(|p| *p <= want) {
+        power = next;
     }
     [1u32, 2, 5, 10]
         .into_iter()
-        .map(|m| power * Decimal::from(m))
-        .find(|s| *s * Decimal::from(steps) >= max)
-        .unwrap_or(power * Decimal::TEN)
+        .filter_map(|m| power.checked_mul(Decimal::from(m)))
+        .find(|s| s.checked_mul(Decimal::from(steps)).is_none_or(|reach| reach >= max))
+        .unwrap_or(power)
 }
 
 fn px(v: Decimal) -> String {
@@ -67,7 +68,7 @@ pub fn draw(days: &[NaiveDate], series: &[Series], others: bool) -> Markup {
     let step = step(max, Y_STEPS);
     let steps =
         if max > Decimal::ZERO { (max / step).ceil().to_u32().unwrap_or(Y_STEPS).max(1) } else { Y_STEPS };
-    let top = step * Decimal::from(steps);
+    let top = step.saturating_mul(Decimal::from(steps));
     let plot_w = Decimal::from(WIDTH - LEFT - RIGHT);
     let plot_h = Decimal::from(HEIGHT - TOP - BOTTOM);
     let slot = if days.is_empty() { plot_w } else { plot_w / Decimal::from(days.len()) };
@@ -78,7 +79,7 @@ pub fn draw(days: &[NaiveDate], series: &[Series], others: bool) -> Markup {
         svg.chart xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {WIDTH} {HEIGHT}"))
             role="img" aria-label="Spend per day" data-max-usd=(max) {
             @for k in 0..=steps {
-                @let v = step * Decimal::from(k);
+                @let v = step.saturating_mul(Decimal::from(k));
                 @let y = px(y_of(v));
                 line.grid x1=(LEFT) x2=(WIDTH - RIGHT) y1=(y) y2=(y) {}
                 text.axis x=(LEFT - 6) y=(y) text-anchor="end" dominant-baseline="middle" { (usd(v)) }
@@ -137,6 +138,8 @@ mod tests {
             assert_eq!(s, d(want), "max {max}");
             assert!(s * Decimal::from(4) >= d(max));
         }
+        // Near Decimal's limit: no overflow, a step as large as can be.
+        assert!(step(Decimal::MAX, 4) > Decimal::ZERO);
     }
 
     #[test]
