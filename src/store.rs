@@ -322,7 +322,7 @@ delegate! {
     /// One fired alert.
     fn get_alert(&self, id: Uuid) -> Alert;
     /// Fired alerts, of one budget or all.
-    fn list_alerts(&self, budget_id: Option<Uuid>) -> Vec<Alert>;
+    fn list_alerts(&self, budget_id: Option<Uuid>, req: &PageRequest) -> Page<Alert>;
     /// The newest alerts of some alert configs, newest first.
     fn latest_alerts(&self, config_ids: &[Uuid], limit: u32) -> Vec<Alert>;
     /// Alerts whose webhook is not delivered yet.

@@ -132,15 +132,15 @@ pub async fn delete_alert_config(state: &AdminState, call: Call) -> Reply {
     ok(&Deleted::of(id))
 }
 
-/// Lists fired alerts with their webhook delivery status, all in one page.
+/// Lists fired alerts with their webhook delivery status, oldest first.
 #[utoipa::path(get, path = "/v1/alerts", tag = "budgets",
-    params(BudgetFilter),
+    params(BudgetFilter, PageParams),
     responses(
-        (status = 200, description = "Every matching alert (`next_cursor` is null)", body = Page<Alert>),
+        (status = 200, description = "A page of alerts", body = Page<Alert>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
     ))]
 pub async fn list_alerts(state: &AdminState, call: Call) -> Reply {
-    let data = state.store.list_alerts(BudgetFilter::read(&call.query)?).await?;
-    ok(&Page { data, next_cursor: None })
+    let budget = BudgetFilter::read(&call.query)?;
+    ok(&state.store.list_alerts(budget, &PageParams::read(&call.query)?).await?)
 }

@@ -309,12 +309,17 @@ impl PgStore {
     }
 
     /// Fired alerts, of one budget or all, oldest first.
-    pub async fn list_alerts(&self, budget_id: Option<Uuid>) -> Result<Vec<Alert>, StoreError> {
+    pub async fn list_alerts(
+        &self,
+        budget_id: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<Alert>, StoreError> {
         let mut q = QueryBuilder::<Postgres>::new(format!("{ALERT_SELECT} WHERE TRUE"));
         push_budget_match(&mut q, "c.", budget_id);
-        q.push(" ORDER BY a.id");
+        push_page(&mut q, "a.id", req);
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(alert).collect()
+        let items = rows.iter().map(alert).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(items, req.limit(), |a| a.id))
     }
 
     /// The newest alerts of some alert configs, newest first (by the configs' index).

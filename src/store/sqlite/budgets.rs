@@ -304,15 +304,24 @@ impl SqliteStore {
     }
 
     /// Fired alerts, of one budget or all, oldest first.
-    pub async fn list_alerts(&self, budget_id: Option<Uuid>) -> Result<Vec<Alert>, StoreError> {
+    pub async fn list_alerts(
+        &self,
+        budget_id: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<Alert>, StoreError> {
         let rows = sqlx::query(&format!(
-            "{ALERT_SELECT} WHERE ?1 IS NULL OR c.organization_budget_id = ?1 OR c.project_budget_id = ?1 OR c.user_budget_id = ?1
-             ORDER BY a.id"
+            "{ALERT_SELECT}
+             WHERE (?1 IS NULL OR c.organization_budget_id = ?1 OR c.project_budget_id = ?1 OR c.user_budget_id = ?1)
+               AND (?2 IS NULL OR a.id > ?2)
+             ORDER BY a.id LIMIT ?3"
         ))
         .bind(budget_id.map(|b| b.to_string()))
+        .bind(req.cursor.map(|c| c.to_string()))
+        .bind(i64::from(req.limit()) + 1)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(alert).collect()
+        let items = rows.iter().map(alert).collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::store::page(items, req.limit(), |a| a.id))
     }
 
     /// The newest alerts of some alert configs, newest first (by the configs' index).

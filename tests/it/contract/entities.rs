@@ -235,9 +235,18 @@ async fn an_alert_fires_once_per_config_and_window(f: Factory) {
     let next_day = next_day.unwrap();
     s.record_delivery(next_day.id, "failed", 4, Some("webhook answered 500")).await.unwrap();
     assert_eq!(s.pending_alerts().await.unwrap(), vec![]);
-    let listed = s.list_alerts(Some(budget.id)).await.unwrap();
+    let listed = s.list_alerts(Some(budget.id), &PageRequest::default()).await.unwrap().data;
     let ids: Vec<_> = listed.iter().map(|a| a.id).collect();
     assert_eq!(ids, [alert.id, next_day.id, silent.id], "oldest first");
+    // Paged by id like every list.
+    let first = s.list_alerts(None, &PageRequest { cursor: None, limit: 2 }).await.unwrap();
+    assert_eq!(first.data.iter().map(|a| a.id).collect::<Vec<_>>(), [alert.id, next_day.id]);
+    let cursor = first.next_cursor.as_deref().map(|c| uuid::Uuid::parse_str(c).unwrap());
+    let rest = s.list_alerts(None, &PageRequest { cursor, limit: 2 }).await.unwrap();
+    assert_eq!(
+        (rest.data.iter().map(|a| a.id).collect::<Vec<_>>(), rest.next_cursor),
+        (vec![silent.id], None)
+    );
     assert_eq!(listed[1].last_error.as_deref(), Some("webhook answered 500"));
     // The dashboard's read: the newest of some configs, newest first, at most as many as asked.
     let latest = |configs: Vec<uuid::Uuid>, limit| async move {
