@@ -8,6 +8,7 @@
 //! answers 401 with the login form.
 
 pub mod chart;
+pub mod names;
 pub mod page;
 pub mod session;
 pub mod view;

@@ -9,34 +9,8 @@ use super::chart;
 use super::view::{Params, View, GROUPINGS};
 use crate::store::SpendRow;
 
-const STYLE: &str = r#"
-*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328;background:#f6f8fa}
-header{background:#1f2328;color:#fff;padding:10px 24px;display:flex;align-items:center;gap:16px}
-header h1{font-size:17px;margin:0;font-weight:600}header .grow{flex:1}header form{margin:0}
-header button{background:none;border:1px solid #888;color:#fff;border-radius:4px;padding:3px 10px;cursor:pointer}
-main{max-width:1120px;margin:0 auto;padding:16px 24px 48px}
-section{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:14px 18px;margin:14px 0}
-h2{font-size:15px;margin:0 0 10px}form.range{display:flex;flex-wrap:wrap;gap:12px;align-items:end}
-label{display:flex;flex-direction:column;font-size:12px;color:#57606a;gap:2px}
-input,select{font:inherit;padding:4px 6px;border:1px solid #d0d7de;border-radius:4px}
-button.apply{font:inherit;padding:5px 14px;border-radius:4px;border:1px solid #1f6feb;background:#1f6feb;color:#fff;cursor:pointer}
-.quick a{margin-right:10px;font-size:13px}.filters{font-size:13px;color:#57606a;margin-top:8px}
-.totals{display:flex;gap:32px;flex-wrap:wrap}.totals div{display:flex;flex-direction:column}
-.totals b{font-size:20px}.totals div>span{font-size:12px;color:#57606a}
-svg.chart{width:100%;height:auto;display:block}svg .grid{stroke:#eaeef2}svg .base{stroke:#8c959f}
-svg .axis{font-size:11px;fill:#57606a}.legend{display:flex;flex-wrap:wrap;gap:14px;font-size:13px;margin-top:6px}
-.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eaeef2}
-th{color:#57606a;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.bar{position:relative;height:14px;background:#eaeef2;border-radius:3px;overflow:hidden;min-width:220px}
-.bar span{position:absolute;top:0;bottom:0}.bar .spent{left:0;background:#1f6feb}
-.bar .reserved{background:repeating-linear-gradient(45deg,#f2a93b,#f2a93b 4px,#f7c77e 4px,#f7c77e 8px)}
-.over .bar .spent{background:#cf222e}.muted{color:#57606a}.empty{color:#57606a;font-style:italic}
-.badge{display:inline-block;padding:0 6px;border-radius:10px;font-size:12px;background:#eaeef2}
-.badge.delivered,.badge.reported{background:#dafbe1}.badge.failed{background:#ffebe9}.badge.pending{background:#fff8c5}
-.badge.estimated,.badge.partial{background:#fff1e5}.error{background:#ffebe9;border-color:#ff8182}
-.login{max-width:380px;margin:80px auto}.login form{display:flex;flex-direction:column;gap:12px}
-"#;
+/// The stylesheet, in the page: nothing is loaded from elsewhere.
+const STYLE: &str = include_str!("style.css");
 
 /// An amount for reading: cents from a dollar up, six decimals below (list prices are
 /// fractions of a cent); the exact amount goes in the `title` and `data-usd` attributes.
