@@ -11,7 +11,7 @@ use super::requests::{GroupByParam, PageParams, RecordParams};
 use super::router::{Call, Reply};
 use super::{ok, AdminError, AdminState};
 use crate::budget::BudgetStatus;
-use crate::store::{CostRecord, Page, PageRequest, RecordFilter, SpendRow};
+use crate::store::{Budget, CostRecord, Page, PageRequest, RecordFilter, SpendRow};
 
 /// A spend report.
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,17 +60,28 @@ pub async fn budget_use(state: &AdminState, filter: &RecordFilter) -> Result<Vec
     let wanted: Vec<Uuid> =
         [filter.organization_id, filter.project_id, filter.user_id].into_iter().flatten().collect();
     let mut out = Vec::new();
-    let mut page = PageRequest { cursor: None, limit: 1000 };
-    loop {
-        let got = state.store.list_budgets(None, &page).await?;
-        for b in got.data {
-            if wanted.is_empty() || wanted.contains(&b.scope_id) {
-                out.push(state.budgets.status(b).await?);
+    for b in budgets_of(state, &wanted).await? {
+        out.push(state.budgets.status(b).await?);
+    }
+    Ok(out)
+}
+
+/// The budgets of the given organizations, projects and users (every budget when none
+/// is given), read page by page.
+pub async fn budgets_of(state: &AdminState, scopes: &[Uuid]) -> Result<Vec<Budget>, AdminError> {
+    let scopes: Vec<Option<Uuid>> =
+        if scopes.is_empty() { vec![None] } else { scopes.iter().copied().map(Some).collect() };
+    let mut out = Vec::new();
+    for scope in scopes {
+        let mut page = PageRequest { cursor: None, limit: 1000 };
+        loop {
+            let got = state.store.list_budgets(scope, &page).await?;
+            out.extend(got.data);
+            match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
+                Some(c) => page.cursor = Some(c),
+                None => break,
             }
         }
-        match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
-            Some(c) => page.cursor = Some(c),
-            None => return Ok(out),
-        }
     }
+    Ok(out)
 }

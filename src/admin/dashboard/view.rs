@@ -13,7 +13,7 @@ use super::super::requests::Query;
 use super::super::{AdminError, AdminState};
 use super::names::Names;
 use crate::budget::BudgetStatus;
-use crate::store::{Alert, Budget, CostRecord, DayRow, GroupBy, PageRequest, RecordFilter, Scope, SpendRow};
+use crate::store::{Alert, Budget, CostRecord, DayRow, GroupBy, RecordFilter, Scope, SpendRow};
 
 /// The longest range a page draws (days).
 pub const MAX_DAYS: i64 = 366;
@@ -298,30 +298,7 @@ impl View {
 async fn budgets_of(state: &AdminState, params: &Params) -> Result<(Vec<Budget>, usize), AdminError> {
     let wanted: Vec<Uuid> =
         [params.organization_id, params.project_id, params.user_id].into_iter().flatten().collect();
-    let mut all = Vec::new();
-    if wanted.is_empty() {
-        let mut page = PageRequest { cursor: None, limit: 1000 };
-        loop {
-            let got = state.store.list_budgets(None, &page).await?;
-            all.extend(got.data);
-            match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
-                Some(c) => page.cursor = Some(c),
-                None => break,
-            }
-        }
-    } else {
-        for id in wanted {
-            let mut page = PageRequest { cursor: None, limit: 1000 };
-            loop {
-                let got = state.store.list_budgets(Some(id), &page).await?;
-                all.extend(got.data);
-                match got.next_cursor.and_then(|c| Uuid::parse_str(&c).ok()) {
-                    Some(c) => page.cursor = Some(c),
-                    None => break,
-                }
-            }
-        }
-    }
+    let mut all = super::super::reports::budgets_of(state, &wanted).await?;
     all.sort_by(|a, b| a.scope.cmp(&b.scope).then(a.created_at.cmp(&b.created_at)).then(a.id.cmp(&b.id)));
     let more = all.len().saturating_sub(BUDGETS);
     all.truncate(BUDGETS);
