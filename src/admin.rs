@@ -209,48 +209,58 @@ macro_rules! handlers {
     };
 }
 
+/// Every admin operation, once: `operations!(m)` calls macro `m` with the list. The
+/// description (`openapi::ApiDoc`, its `paths`) and the router's handler table
+/// ([`HANDLERS`]) are both made from it.
+macro_rules! operations {
+    ($then:ident) => {
+        $then! {
+            entities::create_organization,
+            entities::list_organizations,
+            entities::get_organization,
+            entities::update_organization,
+            entities::delete_organization,
+            entities::create_project,
+            entities::list_projects,
+            entities::get_project,
+            entities::update_project,
+            entities::delete_project,
+            entities::create_user,
+            entities::list_users,
+            entities::get_user,
+            entities::update_user,
+            entities::delete_user,
+            keys::create_key,
+            keys::list_keys,
+            keys::get_key,
+            keys::revoke_key,
+            budgets::create_budget,
+            budgets::list_budgets,
+            budgets::get_budget,
+            budgets::update_budget,
+            budgets::delete_budget,
+            budgets::create_alert_config,
+            budgets::list_alert_configs,
+            budgets::delete_alert_config,
+            budgets::list_alerts,
+            reports::spend,
+            reports::list_cost_records,
+            service::healthz,
+            service::readyz,
+            service::openapi_json,
+            service::metrics,
+            service::metrics_head,
+            dashboard::dashboard,
+            dashboard::dashboard_login_form,
+            dashboard::dashboard_login,
+            dashboard::dashboard_logout,
+        }
+    };
+}
+use operations;
+
 /// The handlers the router may dispatch to; the description decides which serve what.
-pub static HANDLERS: &[(&str, Handler)] = handlers![
-    entities::create_organization,
-    entities::list_organizations,
-    entities::get_organization,
-    entities::update_organization,
-    entities::delete_organization,
-    entities::create_project,
-    entities::list_projects,
-    entities::get_project,
-    entities::update_project,
-    entities::delete_project,
-    entities::create_user,
-    entities::list_users,
-    entities::get_user,
-    entities::update_user,
-    entities::delete_user,
-    keys::create_key,
-    keys::list_keys,
-    keys::get_key,
-    keys::revoke_key,
-    budgets::create_budget,
-    budgets::list_budgets,
-    budgets::get_budget,
-    budgets::update_budget,
-    budgets::delete_budget,
-    budgets::create_alert_config,
-    budgets::list_alert_configs,
-    budgets::delete_alert_config,
-    budgets::list_alerts,
-    reports::spend,
-    reports::list_cost_records,
-    service::healthz,
-    service::readyz,
-    service::openapi_json,
-    service::metrics,
-    service::metrics_head,
-    dashboard::dashboard,
-    dashboard::dashboard_login_form,
-    dashboard::dashboard_login,
-    dashboard::dashboard_logout,
-];
+pub static HANDLERS: &[(&str, Handler)] = operations!(handlers);
 
 /// The router over the description, built once.
 pub fn router() -> &'static Router {

@@ -16,73 +16,41 @@ use super::{budgets, dashboard, entities, keys, reports, service};
 /// The name of the bearer-token security scheme (the `security` attributes spell it out).
 pub const BEARER: &str = "admin_token";
 
-/// The description: every admin operation, its inputs, its answers.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "tollgate admin API",
-        description = "Organizations, projects, users, keys, budgets, alerts and spend of a \
-            tollgate. JSON in and out; ids are UUIDs; money is a decimal string. Every operation \
-            needs `Authorization: Bearer $TOLLGATE_ADMIN_TOKEN` unless it says otherwise.",
-    ),
-    paths(
-        entities::create_organization,
-        entities::list_organizations,
-        entities::get_organization,
-        entities::update_organization,
-        entities::delete_organization,
-        entities::create_project,
-        entities::list_projects,
-        entities::get_project,
-        entities::update_project,
-        entities::delete_project,
-        entities::create_user,
-        entities::list_users,
-        entities::get_user,
-        entities::update_user,
-        entities::delete_user,
-        keys::create_key,
-        keys::list_keys,
-        keys::get_key,
-        keys::revoke_key,
-        budgets::create_budget,
-        budgets::list_budgets,
-        budgets::get_budget,
-        budgets::update_budget,
-        budgets::delete_budget,
-        budgets::create_alert_config,
-        budgets::list_alert_configs,
-        budgets::delete_alert_config,
-        budgets::list_alerts,
-        reports::spend,
-        reports::list_cost_records,
-        service::healthz,
-        service::readyz,
-        service::openapi_json,
-        service::metrics,
-        service::metrics_head,
-        dashboard::dashboard,
-        dashboard::dashboard_login_form,
-        dashboard::dashboard_login,
-        dashboard::dashboard_logout,
-    ),
-    components(
-        schemas(ErrorBody, ErrorDetail),
-        responses(BadRequest, Unauthorized, NotFound, Conflict, Unprocessable)
-    ),
-    modifiers(&BearerToken),
-    security(("admin_token" = [])),
-    tags(
-        (name = "organizations", description = "Organizations, their projects and their users"),
-        (name = "keys", description = "tollgate keys: a user spending on a project"),
-        (name = "budgets", description = "Budgets, alert thresholds and fired alerts"),
-        (name = "reports", description = "Spend reports and cost records"),
-        (name = "service", description = "Health, metrics and this description (no token needed on loopback)"),
-        (name = "dashboard", description = "HTML pages for people: spend, budgets, requests, alerts \
-            (the admin token, or the session cookie its login form sets)"),
-    )
-)]
-pub struct ApiDoc;
+/// Declares the description over the list of operations `super::operations!` gives (the
+/// router's handler table comes from the same list).
+macro_rules! api_doc {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        #[derive(OpenApi)]
+        #[openapi(
+            info(
+                title = "tollgate admin API",
+                description = "Organizations, projects, users, keys, budgets, alerts and spend of a \
+                    tollgate. JSON in and out; ids are UUIDs; money is a decimal string. Every operation \
+                    needs `Authorization: Bearer $TOLLGATE_ADMIN_TOKEN` unless it says otherwise.",
+            ),
+        paths($($module::$name),*),
+            components(
+                schemas(ErrorBody, ErrorDetail),
+                responses(BadRequest, Unauthorized, NotFound, Conflict, Unprocessable)
+            ),
+            modifiers(&BearerToken),
+            security(("admin_token" = [])),
+            tags(
+                (name = "organizations", description = "Organizations, their projects and their users"),
+                (name = "keys", description = "tollgate keys: a user spending on a project"),
+                (name = "budgets", description = "Budgets, alert thresholds and fired alerts"),
+                (name = "reports", description = "Spend reports and cost records"),
+                (name = "service", description = "Health, metrics and this description (no token needed on loopback)"),
+                (name = "dashboard", description = "HTML pages for people: spend, budgets, requests, alerts \
+                    (the admin token, or the session cookie its login form sets)"),
+            )
+        )]
+        /// The description: every admin operation, its inputs, its answers.
+        pub struct ApiDoc;
+    };
+}
+
+super::operations!(api_doc);
 
 /// Adds the bearer scheme the `security` requirements name.
 struct BearerToken;
