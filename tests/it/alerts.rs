@@ -25,17 +25,20 @@ async fn alert_config(app: &TestApp, budget_id: &str, percent: u32, webhook: Opt
     got.json()["id"].as_str().unwrap().to_owned()
 }
 
-/// Polls the alerts of a budget until `done` holds (bounded).
+/// Polls the alerts of a budget until `done` holds (bounded in time, not in polls: on
+/// two loaded cores a poll can take long).
 async fn alerts_until(app: &TestApp, budget_id: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    for _ in 0..500 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut list = Vec::new();
+    while tokio::time::Instant::now() < deadline {
         let got = app.admin("GET", &format!("/v1/alerts?budget_id={budget_id}"), None).await.json();
-        let list = got["data"].as_array().unwrap().clone();
+        list = got["data"].as_array().unwrap().clone();
         if done(&list) {
             return list;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("alerts never reached the expected state");
+    panic!("alerts never reached the expected state: {list:?}");
 }
 
 #[tokio::test]
